@@ -1,0 +1,64 @@
+//! Host bindings generated from the contract in `wit/`.
+//!
+//! They are generated for the `host` world, the union of every role, and each role's
+//! export is looked up on its own, so one set of types serves all four roles.
+//! `describe` and `configure` begin every role's interface; [`RoleExports`] calls the
+//! right one for a component.
+
+wasmtime::component::bindgen!({
+    path: "../../wit",
+    world: "host",
+});
+
+pub use eva::plugin::{generate, log, random, types};
+pub use exports::eva::plugin::{evolve, info, pair, sample};
+
+use wasmtime::Store;
+use wasmtime::component::{Instance, InstancePre};
+
+use crate::role::Role;
+use crate::state::State;
+
+/// The export indices of a component's role interface.
+pub(crate) enum RoleExports {
+    Info(info::GuestIndices),
+    Sample(sample::GuestIndices),
+    Evolve(evolve::GuestIndices),
+    Pair(pair::GuestIndices),
+}
+
+/// Run the same expression over whichever role's guest the component exports.
+macro_rules! each_role {
+    ($self:expr, $store:expr, $instance:expr, |$guest:ident| $body:expr) => {
+        match $self {
+            RoleExports::Info(ix) => { let $guest = ix.load(&mut *$store, $instance)?; $body }
+            RoleExports::Sample(ix) => { let $guest = ix.load(&mut *$store, $instance)?; $body }
+            RoleExports::Evolve(ix) => { let $guest = ix.load(&mut *$store, $instance)?; $body }
+            RoleExports::Pair(ix) => { let $guest = ix.load(&mut *$store, $instance)?; $body }
+        }
+    };
+}
+
+impl RoleExports {
+    pub(crate) fn new(role: Role, pre: &InstancePre<State>) -> wasmtime::Result<Self> {
+        Ok(match role {
+            Role::InfoMetric => RoleExports::Info(info::GuestIndices::new(pre)?),
+            Role::Sampler => RoleExports::Sample(sample::GuestIndices::new(pre)?),
+            Role::Evolver => RoleExports::Evolve(evolve::GuestIndices::new(pre)?),
+            Role::Pairing => RoleExports::Pair(pair::GuestIndices::new(pre)?),
+        })
+    }
+
+    pub(crate) fn describe(&self, store: &mut Store<State>, instance: &Instance) -> wasmtime::Result<types::Metadata> {
+        each_role!(self, store, instance, |guest| guest.call_describe(store))
+    }
+
+    pub(crate) fn configure(
+        &self,
+        store: &mut Store<State>,
+        instance: &Instance,
+        config: &[types::ConfigEntry],
+    ) -> wasmtime::Result<Result<(), types::PluginError>> {
+        each_role!(self, store, instance, |guest| guest.call_configure(store, config))
+    }
+}

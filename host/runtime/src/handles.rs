@@ -1,0 +1,156 @@
+//! One typed handle per role. Each checks its input, calls the plugin in its sandbox,
+//! and validates the output before anything else in the host sees it.
+
+use std::sync::Arc;
+
+use crate::bindings::{evolve, info, pair, sample};
+use crate::convert;
+use crate::error::{Error, Result};
+use crate::plugin::Plugin;
+use crate::role::Role;
+use crate::types::{Evolved, Generator, Preference, Prompt, PromptResponses, PromptRewards};
+use crate::validate;
+
+fn link_err(plugin: &Plugin, e: wasmtime::Error) -> Error {
+    Error::Link { path: plugin.path().to_owned(), reason: format!("{e:#}") }
+}
+
+macro_rules! handle {
+    ($(#[$doc:meta])* $name:ident, $role:expr, $module:ident) => {
+        $(#[$doc])*
+        pub struct $name {
+            plugin: Plugin,
+            exports: $module::GuestIndices,
+        }
+
+        impl $name {
+            /// Wrap a loaded plugin; an error if it plays another role.
+            pub fn new(plugin: Plugin) -> Result<Self> {
+                if plugin.role() != $role {
+                    return Err(plugin.wrong_role($role));
+                }
+                let exports = $module::GuestIndices::new(plugin.instance_pre()).map_err(|e| link_err(&plugin, e))?;
+                Ok($name { plugin, exports })
+            }
+
+            pub fn plugin(&self) -> &Plugin {
+                &self.plugin
+            }
+
+            pub fn plugin_mut(&mut self) -> &mut Plugin {
+                &mut self.plugin
+            }
+        }
+    };
+}
+
+handle!(
+    /// The creator's info step: scores how informative each prompt is.
+    InfoMetric, Role::InfoMetric, info
+);
+handle!(
+    /// The creator's sample step: picks the prompts to evolve.
+    Sampler, Role::Sampler, sample
+);
+handle!(
+    /// The creator's evolve step: rewrites prompts with the host's model.
+    Evolver, Role::Evolver, evolve
+);
+handle!(
+    /// The solver's pair step: builds preference pairs from scored answers.
+    Pairing, Role::Pairing, pair
+);
+
+impl InfoMetric {
+    /// The informativeness of one prompt.
+    pub fn score(&mut self, item: &PromptRewards) -> Result<f64> {
+        validate::prompt_rewards(std::slice::from_ref(item)).map_err(|r| self.plugin.invalid_input("score", r))?;
+        let exports = &self.exports;
+        let input = convert::prompt_rewards(item);
+        let score = self.plugin.call_raw("score", None, true, |store, instance, _| {
+            exports.load(&mut *store, instance)?.call_score(store, &input)
+        })?;
+        validate::scores(&[score], 1).map_err(|r| self.plugin.invalid_output("score", r))?;
+        Ok(score)
+    }
+
+    /// One informativeness score per prompt, in one call across the boundary.
+    pub fn score_batch(&mut self, items: &[PromptRewards]) -> Result<Vec<f64>> {
+        validate::prompt_rewards(items).map_err(|r| self.plugin.invalid_input("score-batch", r))?;
+        let exports = &self.exports;
+        let input: Vec<_> = items.iter().map(convert::prompt_rewards).collect();
+        let scores = self.plugin.call_raw("score-batch", None, true, |store, instance, _| {
+            exports.load(&mut *store, instance)?.call_score_batch(store, &input)
+        })?;
+        validate::scores(&scores, items.len()).map_err(|r| self.plugin.invalid_output("score-batch", r))?;
+        Ok(scores)
+    }
+}
+
+impl Sampler {
+    /// `count` distinct indices into `scores`.
+    pub fn sample(&mut self, scores: &[f64], count: usize) -> Result<Vec<usize>> {
+        if count > scores.len() {
+            return Err(self.plugin.invalid_input("sample", format!("{count} asked for, only {} prompts", scores.len())));
+        }
+        validate::scores(scores, scores.len()).map_err(|r| self.plugin.invalid_input("sample", r))?;
+        let wire_count =
+            u32::try_from(count).map_err(|_| self.plugin.invalid_input("sample", format!("count {count} is too large")))?;
+        let exports = &self.exports;
+        let picked = self.plugin.call_raw("sample", None, true, |store, instance, _| {
+            exports.load(&mut *store, instance)?.call_sample(store, scores, wire_count)
+        })?;
+        validate::indices(&picked, scores.len(), count).map_err(|r| self.plugin.invalid_output("sample", r))?;
+        Ok(picked.into_iter().map(|i| i as usize).collect())
+    }
+}
+
+impl Evolver {
+    /// New prompts made from `prompts`, with `generator` behind the `generate` import.
+    /// The call may make at most `limits.generate_per_input` requests per input prompt.
+    pub fn evolve(&mut self, prompts: &[Prompt], generator: Arc<dyn Generator>) -> Result<Vec<Evolved>> {
+        validate::prompts(prompts).map_err(|r| self.plugin.invalid_input("evolve", r))?;
+        let budget = u32::try_from(prompts.len())
+            .unwrap_or(u32::MAX)
+            .saturating_mul(self.plugin.limits().generate_per_input);
+        let exports = &self.exports;
+        let input: Vec<_> = prompts.iter().map(convert::prompt).collect();
+        let evolved = self.plugin.call_raw("evolve", Some((generator, budget)), true, |store, instance, _| {
+            exports.load(&mut *store, instance)?.call_evolve(store, &input)
+        })?;
+        let evolved: Vec<Evolved> = evolved.into_iter().map(convert::evolved).collect();
+        let max_bytes = self.plugin.limits().max_prompt_bytes;
+        validate::evolved(&evolved, prompts.len(), max_bytes).map_err(|r| self.plugin.invalid_output("evolve", r))?;
+        Ok(evolved)
+    }
+}
+
+impl Pairing {
+    /// The preference pairs of one prompt.
+    pub fn pair(&mut self, item: &PromptResponses) -> Result<Vec<Preference>> {
+        validate::prompt_responses(std::slice::from_ref(item)).map_err(|r| self.plugin.invalid_input("pair", r))?;
+        let exports = &self.exports;
+        let input = convert::prompt_responses(item);
+        let pairs = self.plugin.call_raw("pair", None, true, |store, instance, _| {
+            exports.load(&mut *store, instance)?.call_pair(store, &input)
+        })?;
+        let pairs: Vec<Preference> = pairs.into_iter().map(convert::preference).collect();
+        validate::preferences(std::slice::from_ref(&pairs), std::slice::from_ref(item))
+            .map_err(|r| self.plugin.invalid_output("pair", r))?;
+        Ok(pairs)
+    }
+
+    /// The pairs of many prompts, in one call across the boundary.
+    pub fn pair_batch(&mut self, items: &[PromptResponses]) -> Result<Vec<Vec<Preference>>> {
+        validate::prompt_responses(items).map_err(|r| self.plugin.invalid_input("pair-batch", r))?;
+        let exports = &self.exports;
+        let input: Vec<_> = items.iter().map(convert::prompt_responses).collect();
+        let pairs = self.plugin.call_raw("pair-batch", None, true, |store, instance, _| {
+            exports.load(&mut *store, instance)?.call_pair_batch(store, &input)
+        })?;
+        let pairs: Vec<Vec<Preference>> =
+            pairs.into_iter().map(|l| l.into_iter().map(convert::preference).collect()).collect();
+        validate::preferences(&pairs, items).map_err(|r| self.plugin.invalid_output("pair-batch", r))?;
+        Ok(pairs)
+    }
+}

@@ -1,0 +1,42 @@
+//! A human-readable description of a plugin, for `eva-host plugin inspect`.
+
+use std::fmt;
+
+use crate::plugin::Plugin;
+use crate::role::{InterfaceName, WIT_PACKAGE};
+
+/// What `eva-host plugin inspect` prints.
+pub struct Inspection<'a>(pub &'a Plugin);
+
+impl fmt::Display for Inspection<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.0;
+        let m = p.metadata();
+        let wit_version = p
+            .imports()
+            .iter()
+            .chain(std::iter::once(&format!("{WIT_PACKAGE}/{}@{}", p.role().interface(), crate::WIT_VERSION)))
+            .find_map(|i| InterfaceName::parse(i).map(|n| n.version.to_owned()))
+            .unwrap_or_default();
+        writeln!(f, "plugin:      {} {}", m.name, m.version)?;
+        writeln!(f, "description: {}", m.description)?;
+        writeln!(f, "role:        {} (exports {WIT_PACKAGE}/{})", p.role().world(), p.role().interface())?;
+        writeln!(f, "wit:         {WIT_PACKAGE}@{wit_version}")?;
+        writeln!(f, "sha256:      {}", p.digest())?;
+        writeln!(f, "imports:")?;
+        if p.imports().is_empty() {
+            writeln!(f, "  (none)")?;
+        }
+        for import in p.imports() {
+            writeln!(f, "  {import}")?;
+        }
+        writeln!(f, "config:")?;
+        if m.config.is_empty() {
+            writeln!(f, "  (none)")?;
+        }
+        for field in &m.config {
+            writeln!(f, "  {} ({}, default {}): {}", field.name, field.kind, field.default_value, field.description)?;
+        }
+        Ok(())
+    }
+}
