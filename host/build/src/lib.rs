@@ -45,7 +45,7 @@ pub enum BuildError {
          or Debian's toolchain with `scripts/install-wasm-toolchain` ({detail})"
     )]
     NoToolchain { target: &'static str, detail: String },
-    #[error("cannot run {program}: {source}")]
+    #[error("cannot run {program}")]
     Spawn { program: String, source: std::io::Error },
     #[error("cargo failed building {what} for {target} (exit status {status}); its errors are above")]
     Cargo { what: String, target: &'static str, status: std::process::ExitStatus },
@@ -53,7 +53,7 @@ pub enum BuildError {
     NoArtifact { what: String },
     #[error("cannot make a component of {module}: {reason}")]
     Componentize { module: PathBuf, reason: String },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write { path: PathBuf, source: std::io::Error },
 }
 

@@ -70,7 +70,8 @@ impl ComponentCache {
         if let Some(entry) = entry {
             // A cache that cannot be written only costs time: warn and go on.
             if let Err(e) = self.store(&component, &entry) {
-                tracing::warn!("{e}");
+                let cause = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();
+                tracing::warn!("{e}: {cause}");
             }
         }
         Ok(component)

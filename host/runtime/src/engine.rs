@@ -82,12 +82,27 @@ impl PluginEngine {
 
     /// Load the component at `path` as a plugin of whatever role it exports.
     pub fn load(&self, path: &Path, options: PluginOptions) -> Result<Plugin> {
+        self.load_with(path, |_| options)
+    }
+
+    /// Load the component at `path`, choosing its options by the name it declares
+    /// (the user configures plugins by name: `--plugin-config NAME.KEY=VALUE`).
+    pub fn load_with(&self, path: &Path, options: impl FnOnce(&str) -> PluginOptions) -> Result<Plugin> {
         let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
-        self.load_bytes(&bytes, path, options)
+        self.load_bytes_with(&bytes, path, options)
     }
 
     /// Load a component from memory; `origin` names it in errors.
     pub fn load_bytes(&self, bytes: &[u8], origin: &Path, options: PluginOptions) -> Result<Plugin> {
+        self.load_bytes_with(bytes, origin, |_| options)
+    }
+
+    fn load_bytes_with(
+        &self,
+        bytes: &[u8],
+        origin: &Path,
+        options: impl FnOnce(&str) -> PluginOptions,
+    ) -> Result<Plugin> {
         let digest = cache::digest(bytes);
         let _span = tracing::debug_span!("load_plugin", path = %origin.display(), digest = &digest[..12]).entered();
         let component = self.inner.cache.load(&self.inner.engine, bytes, &digest, origin)?;

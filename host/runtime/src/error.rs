@@ -8,7 +8,7 @@ use crate::role::Role;
 /// Everything that can go wrong loading, configuring or calling a plugin.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read plugin file {path}: {source}")]
+    #[error("cannot read plugin file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -78,7 +78,7 @@ pub enum Error {
         reason: String,
     },
 
-    #[error("component cache at {dir}: {source}")]
+    #[error("cannot write the component cache at {dir}")]
     Cache {
         dir: PathBuf,
         source: std::io::Error,

@@ -68,7 +68,7 @@ impl Plugin {
         component: Component,
         path: &Path,
         digest: String,
-        options: PluginOptions,
+        options: impl FnOnce(&str) -> PluginOptions,
     ) -> Result<Plugin> {
         let inner = engine.inner();
         let ty = component.component_type();
@@ -113,16 +113,12 @@ impl Plugin {
             metadata: Metadata { name: String::new(), version: String::new(), description: String::new(), config: vec![] },
             imports,
             config: vec![],
-            limits: options.limits,
-            read_dir: options.read_dir,
+            // `describe` runs under the default limits: options are chosen by plugin name.
+            limits: Limits::default(),
+            read_dir: None,
             seed: 0,
             calls: 0,
         };
-        if let Some(dir) = &plugin.read_dir
-            && !dir.is_dir()
-        {
-            return Err(Error::Grant { plugin: plugin.name.to_string(), dir: dir.clone(), reason: "not a directory".into() });
-        }
 
         let metadata = plugin.call_raw("describe", None, false, |store, instance, exports| {
             Ok(Ok(exports.describe(store, instance)?))
@@ -134,6 +130,13 @@ impl Plugin {
             reason,
         })?;
         plugin.name = metadata.name.as_str().into();
+        let options = options(&metadata.name);
+        if let Some(dir) = &options.read_dir
+            && !dir.is_dir()
+        {
+            return Err(Error::Grant { plugin: metadata.name, dir: dir.clone(), reason: "not a directory".into() });
+        }
+        (plugin.limits, plugin.read_dir) = (options.limits, options.read_dir);
         let resolved = metadata
             .resolve(&options.config)
             .map_err(|reason| Error::Config { plugin: metadata.name.clone(), reason })?;

@@ -1,0 +1,66 @@
+//! `eva-host plugin ...`: inspect and build plugin components.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use eva_plugin_build::{BuildRequest, GuestTarget};
+use eva_plugin_runtime::{Inspection, PluginEngine};
+
+use crate::plugin_args::PluginArgs;
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Print a plugin's role, name, version, WIT version, imports and config schema.
+    Inspect {
+        /// The component file.
+        file: PathBuf,
+        #[command(flatten)]
+        plugins: PluginArgs,
+    },
+    /// Build a Rust plugin crate into a component (`OUT/NAME.wasm`).
+    Build {
+        /// The plugin crate's directory or its Cargo.toml.
+        path: PathBuf,
+        /// Build this package of a workspace (repeatable); default: the crate at PATH.
+        #[arg(short, long = "package")]
+        packages: Vec<String>,
+        /// Build for wasm32-wasip1 (for plugins that use files through WASI).
+        #[arg(long)]
+        wasi: bool,
+        /// Where the components go.
+        #[arg(long, default_value = "plugins-out")]
+        out: PathBuf,
+    },
+}
+
+pub fn run(cmd: PluginCommand) -> Result<()> {
+    match cmd {
+        PluginCommand::Inspect { file, plugins } => {
+            let settings = plugins.settings()?;
+            let engine = PluginEngine::with_default_cache()?;
+            let plugin = engine.load_with(&file, |name| settings.options(name))?;
+            settings.check_names([plugin.name()])?;
+            print!("{}", Inspection(&plugin));
+            Ok(())
+        }
+        PluginCommand::Build { path, packages, wasi, out } => {
+            let manifest_path = if path.is_dir() { path.join("Cargo.toml") } else { path };
+            // A target directory of its own: guests may be built by another toolchain
+            // than the host, and a running `cargo` may hold the default one's lock.
+            let target_dir = manifest_path.parent().map(|d| d.join("target").join("eva-guests"));
+            let request = BuildRequest {
+                manifest_path,
+                packages,
+                target: if wasi { GuestTarget::Wasip1 } else { GuestTarget::Unknown },
+                target_dir,
+                out_dir: out,
+            };
+            let built = eva_plugin_build::build(&request).context("building the plugin")?;
+            for b in built {
+                println!("{}", b.component.display());
+            }
+            Ok(())
+        }
+    }
+}
