@@ -88,9 +88,15 @@ fn main() {
     });
     report("info `score-batch` (1,000 prompts of 500 B x 8 rewards)", wasm, native);
 
+    // The fixed cost of a call: a fresh instance, `configure`, and an empty `sample`.
+    let mut sampler = Sampler::new(load("eva-plugin-weighted-sampler")).unwrap();
+    let wasm = median(200, || {
+        black_box(sampler.sample(&[], 0).unwrap());
+    });
+    report("fixed cost: fresh instance + `configure` + empty `sample`", wasm, Duration::from_nanos(1));
+
     // sample: 250 of 1,000 scores.
     let scores: Vec<f64> = (0..PROMPTS).map(|i| reward(i, 3)).collect();
-    let mut sampler = Sampler::new(load("eva-plugin-weighted-sampler")).unwrap();
     let wasm = median(50, || {
         black_box(sampler.sample(&scores, PROMPTS / 4).unwrap());
     });

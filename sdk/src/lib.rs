@@ -6,7 +6,7 @@
 //! [`Plugin`] (metadata and configuration) and the trait of your role, then export it
 //! with the role's macro.
 //!
-//! ```ignore
+//! ```no_run
 //! use eva_plugin_sdk::{Config, InfoMetric, Metadata, Plugin, PluginError, PromptRewards};
 //!
 //! struct Gap;
