@@ -11,6 +11,8 @@ use std::sync::OnceLock;
 
 use eva_plugin_build::{BuildRequest, GuestTarget};
 
+pub mod harness;
+
 /// The first-party plugins, by crate name.
 pub const FIRST_PARTY: [&str; 4] =
     ["eva-plugin-regret", "eva-plugin-weighted-sampler", "eva-plugin-evol-instruct", "eva-plugin-max-min-pairing"];

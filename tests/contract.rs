@@ -1,11 +1,9 @@
 //! The contract's edges: components of another WIT version, of no role or of several,
 //! files that are no components, and the compiled-component cache.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use eva::harness::*;
 use eva_plugin_runtime::{ComponentCache, Error, PluginEngine, PluginOptions};
 
 /// A component exporting one function named `score` from the interfaces given.

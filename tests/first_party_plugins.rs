@@ -1,10 +1,8 @@
 //! The first-party plugins, compiled to Wasm and called through the host runtime.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use eva::harness::*;
 use eva_plugin_runtime::{
     Error, Evolver, GenerateRequest, Generator, InfoMetric, Pairing, PluginOptions, Preference, PromptResponses,
     ReportedError, Role, Sampler, ScoredResponse,

@@ -1,11 +1,9 @@
 //! Plugins that misbehave: each ends with its own, named error, the host survives, and
 //! the next call of the same plugin works.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use eva::harness::*;
 use eva_plugin_runtime::{Error, InfoMetric, PluginOptions, ReportedError, Sampler, TrapKind};
 
 fn hostile(options: PluginOptions) -> InfoMetric {

@@ -1,11 +1,9 @@
 //! Plugins written in other languages, built from source and run in the host.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::*;
+use eva::harness::*;
 use eva_plugin_runtime::{Error, InfoMetric, PromptRewards, ReportedError};
 
 /// Build `examples/plugins/python-length-regret` with componentize-py.

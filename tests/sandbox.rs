@@ -1,9 +1,7 @@
 //! The sandbox: a WASI guest reads nothing unless a directory is granted, and then only
 //! that directory, read-only.
 
-mod common;
-
-use common::*;
+use eva::harness::*;
 use eva_plugin_runtime::{Error, InfoMetric, PluginOptions, ReportedError};
 
 fn probe(options: PluginOptions) -> InfoMetric {

@@ -1,7 +1,10 @@
 //! `eva-host`: the eva command line.
 
+mod model_cmd;
 mod plugin_args;
 mod plugin_cmd;
+
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -23,6 +26,19 @@ enum Command {
     /// Work with plugin components: inspect, build.
     #[command(subcommand)]
     Plugin(plugin_cmd::PluginCommand),
+    /// Work with models: fetch the embedded default.
+    #[command(subcommand)]
+    Model(model_cmd::ModelCommand),
+}
+
+/// Where eva keeps what it can rebuild or download again: `$EVA_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/eva`, else `~/.cache/eva`, else `.eva-cache`.
+pub fn cache_root() -> PathBuf {
+    let var = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    var("EVA_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("eva")))
+        .or_else(|| var("HOME").map(|d| d.join(".cache").join("eva")))
+        .unwrap_or_else(|| PathBuf::from(".eva-cache"))
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,5 +59,6 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Plugin(cmd) => plugin_cmd::run(cmd),
+        Command::Model(cmd) => model_cmd::run(cmd),
     }
 }

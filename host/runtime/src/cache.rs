@@ -27,16 +27,6 @@ impl ComponentCache {
         ComponentCache { dir }
     }
 
-    /// `$EVA_CACHE_DIR/components`, else `$XDG_CACHE_HOME/eva/components`, else
-    /// `$HOME/.cache/eva/components`; no cache when none of them is set.
-    pub fn default_dir() -> Option<PathBuf> {
-        let var = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-        var("EVA_CACHE_DIR")
-            .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("eva")))
-            .or_else(|| var("HOME").map(|d| d.join(".cache").join("eva")))
-            .map(|d| d.join("components"))
-    }
-
     pub fn dir(&self) -> Option<&Path> {
         self.dir.as_deref()
     }

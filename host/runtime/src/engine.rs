@@ -71,11 +71,6 @@ impl PluginEngine {
         Ok(PluginEngine { inner: Arc::new(Inner { engine, linker, cache, stop_ticker }) })
     }
 
-    /// An engine with the default cache directory (see [`ComponentCache::default_dir`]).
-    pub fn with_default_cache() -> Result<Self> {
-        Self::new(ComponentCache::new(ComponentCache::default_dir()))
-    }
-
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
     }

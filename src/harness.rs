@@ -1,6 +1,4 @@
-//! Helpers shared by the integration tests (included with `mod common;`).
-
-#![allow(dead_code)]
+//! Loading plugins the way the integration tests and benchmarks do.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -9,19 +7,21 @@ use eva_plugin_runtime::{
     ChatMessage, ComponentCache, Plugin, PluginEngine, PluginOptions, Prompt, PromptRewards, RawValue,
 };
 
-/// One engine per test binary, with a cache of its own.
+/// One engine per process, with a compiled-component cache of its own.
 pub fn engine() -> &'static PluginEngine {
     static ENGINE: OnceLock<PluginEngine> = OnceLock::new();
     ENGINE.get_or_init(|| {
-        let dir = eva::target_dir().join("eva-test-cache");
+        let dir = crate::target_dir().join("eva-test-cache");
         PluginEngine::new(ComponentCache::new(Some(dir))).expect("engine")
     })
 }
 
+/// Load the plugin built from `crate_name` (building every plugin first, once).
 pub fn load(crate_name: &str, options: PluginOptions) -> Plugin {
-    engine().load(&eva::component(crate_name), options).unwrap_or_else(|e| panic!("loading {crate_name}: {e}"))
+    engine().load(&crate::component(crate_name), options).unwrap_or_else(|e| panic!("loading {crate_name}: {e}"))
 }
 
+/// Options that set these config keys (as if given on the command line).
 pub fn with_config(pairs: &[(&str, &str)]) -> PluginOptions {
     PluginOptions {
         config: pairs.iter().map(|(k, v)| (k.to_string(), RawValue::Text(v.to_string()))).collect::<BTreeMap<_, _>>(),
@@ -29,10 +29,12 @@ pub fn with_config(pairs: &[(&str, &str)]) -> PluginOptions {
     }
 }
 
+/// A one-message prompt.
 pub fn prompt(id: &str, text: &str) -> Prompt {
     Prompt { id: id.into(), messages: vec![ChatMessage::user(text)] }
 }
 
+/// An info-metric input: a prompt and these rewards, 10 tokens per answer.
 pub fn rewards(id: &str, rewards: &[f64]) -> PromptRewards {
     PromptRewards { prompt: prompt(id, "q"), rewards: rewards.to_vec(), token_counts: vec![10; rewards.len()] }
 }
