@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eva_plugin_runtime::{
-    ChatMessage, ComponentCache, Evolver, GenerateRequest, Generator, InfoMetric, Pairing, PluginEngine,
-    PluginOptions, Prompt, PromptResponses, PromptRewards, Sampler, ScoredResponse,
+    ChatMessage, ComponentCache, Evolver, GenerateRequest, Generator, InfoMetric, Pairing, PluginEngine, PluginOptions,
+    Prompt, PromptResponses, PromptRewards, Sampler, ScoredResponse,
 };
 use eva_plugin_sdk::{Config, Plugin};
 
@@ -53,7 +53,9 @@ struct Instant0;
 
 impl Generator for Instant0 {
     fn complete(&self, requests: &[GenerateRequest]) -> Result<Vec<String>, String> {
-        Ok((0..requests.len()).map(|i| format!("A new and harder prompt, number {i}, about the same subject.")).collect())
+        Ok((0..requests.len())
+            .map(|i| format!("A new and harder prompt, number {i}, about the same subject."))
+            .collect())
     }
 }
 
@@ -115,7 +117,9 @@ fn main() {
     let pair_items: Vec<PromptResponses> = (0..PROMPTS)
         .map(|i| PromptResponses {
             prompt: prompt(i),
-            responses: (0..ANSWERS).map(|j| ScoredResponse { text: text(j), reward: reward(i, j), tokens: 128 }).collect(),
+            responses: (0..ANSWERS)
+                .map(|j| ScoredResponse { text: text(j), reward: reward(i, j), tokens: 128 })
+                .collect(),
         })
         .collect();
     let mut pairing = Pairing::new(load("eva-plugin-max-min-pairing")).unwrap();

@@ -11,7 +11,9 @@ fn component_exporting(interfaces: &[&str]) -> Vec<u8> {
     let exports: String = interfaces
         .iter()
         .enumerate()
-        .map(|(i, name)| format!("(instance $i{i} (export \"score\" (func $f))) (export \"{name}\" (instance $i{i}))\n"))
+        .map(|(i, name)| {
+            format!("(instance $i{i} (export \"score\" (func $f))) (export \"{name}\" (instance $i{i}))\n")
+        })
         .collect();
     let wat = format!(
         r#"(component

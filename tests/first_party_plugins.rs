@@ -82,7 +82,17 @@ fn weighted_sampling_is_reproducible_per_seed() {
 fn weighted_sampling_favours_informative_prompts() {
     // Half the prompts score 1, half 0.5 (weights 1 and 0 after min-max, plus one 0):
     // with 0.5 -> weight 0.5 the high ones should dominate a 25% draw.
-    let scores: Vec<f64> = (0..200).map(|i| if i < 100 { 1.0 } else if i < 199 { 0.5 } else { 0.0 }).collect();
+    let scores: Vec<f64> = (0..200)
+        .map(|i| {
+            if i < 100 {
+                1.0
+            } else if i < 199 {
+                0.5
+            } else {
+                0.0
+            }
+        })
+        .collect();
     let mut s = Sampler::new(load("eva-plugin-weighted-sampler", PluginOptions::default())).unwrap();
     let picked = s.sample(&scores, 50).unwrap();
     let high = picked.iter().filter(|&&i| i < 100).count();
@@ -99,11 +109,7 @@ fn max_min_pairing_in_wasm() {
     let pairs = pairing.pair_batch(&[item(&[0.1, 0.8, 0.3]), item(&[0.5, 0.5]), item(&[0.9, 0.2, 0.9, 0.2])]).unwrap();
     assert_eq!(
         pairs,
-        vec![
-            vec![Preference { chosen: 1, rejected: 0 }],
-            vec![],
-            vec![Preference { chosen: 0, rejected: 3 }],
-        ]
+        vec![vec![Preference { chosen: 1, rejected: 0 }], vec![], vec![Preference { chosen: 0, rejected: 3 }],]
     );
 }
 
@@ -127,9 +133,9 @@ fn evol_instruct_evolves_through_the_host_model_and_cleans_output() {
     let generator = Arc::new(Scripted {
         asked: Mutex::new(Vec::new()),
         answer: |i, _| match i {
-            0 => "Explain quicksort.".into(),                  // an echo of prompt 0
+            0 => "Explain quicksort.".into(), // an echo of prompt 0
             1 => "New prompt: \"Explain quicksort's worst case on sorted input, with an example.\"".into(),
-            2 => String::new(),                                // empty
+            2 => String::new(), // empty
             _ => format!("Variant number {i} of a harder question about algorithms."),
         },
     });
@@ -147,14 +153,18 @@ fn evol_instruct_evolves_through_the_host_model_and_cleans_output() {
     // The echo and the empty answer are dropped; the labelled one is cleaned.
     assert_eq!(evolved.len(), 4);
     assert_eq!(evolved[0].parent, 0);
-    assert_eq!(evolved[0].messages.last().unwrap().content, "Explain quicksort's worst case on sorted input, with an example.");
+    assert_eq!(
+        evolved[0].messages.last().unwrap().content,
+        "Explain quicksort's worst case on sorted input, with an example."
+    );
     assert_eq!(evolved.iter().filter(|e| e.parent == 1).count(), 3);
     assert!(evolved.iter().all(|e| e.method.starts_with("in-depth/") || e.method.starts_with("in-breadth/")));
 }
 
 #[test]
 fn evolver_generate_budget_is_enforced() {
-    let generator = Arc::new(Scripted { asked: Mutex::new(Vec::new()), answer: |i, _| format!("A fresh prompt {i} here.") });
+    let generator =
+        Arc::new(Scripted { asked: Mutex::new(Vec::new()), answer: |i, _| format!("A fresh prompt {i} here.") });
     let mut options = with_config(&[("variants", "6")]);
     options.limits.generate_per_input = 4;
     let mut evolver = Evolver::new(load("eva-plugin-evol-instruct", options)).unwrap();

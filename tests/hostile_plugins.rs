@@ -24,9 +24,11 @@ fn an_infinite_loop_hits_the_cpu_deadline() {
     options.limits.timeout = Duration::from_millis(200);
     let mut info = hostile(options);
     let started = Instant::now();
-    fails_then_recovers(&mut info, "loop", |e| {
-        matches!(e, Error::Trap { call: "score", kind: TrapKind::Timeout { limit }, .. } if *limit == Duration::from_millis(200))
-    });
+    fails_then_recovers(
+        &mut info,
+        "loop",
+        |e| matches!(e, Error::Trap { call: "score", kind: TrapKind::Timeout { limit }, .. } if *limit == Duration::from_millis(200)),
+    );
     // Generous: the deadline is checked every few milliseconds.
     assert!(started.elapsed() < Duration::from_secs(10), "stopped after {:?}", started.elapsed());
 }
@@ -57,16 +59,19 @@ fn a_panic_is_reported_with_its_message_and_location() {
 fn nan_output_is_rejected_with_the_offending_value() {
     let mut info = hostile(PluginOptions::default());
     fails_then_recovers(&mut info, "nan", |e| {
-        e.to_string() == "plugin `hostile-info` returned invalid output from `score`: score 0 is NaN, not a finite number"
+        e.to_string()
+            == "plugin `hostile-info` returned invalid output from `score`: score 0 is NaN, not a finite number"
     });
 }
 
 #[test]
 fn a_reported_error_is_not_a_trap() {
     let mut info = hostile(PluginOptions::default());
-    fails_then_recovers(&mut info, "error", |e| {
-        matches!(e, Error::Reported { call: "score", error: ReportedError::InvalidInput(m), .. } if m == "this prompt is not welcome")
-    });
+    fails_then_recovers(
+        &mut info,
+        "error",
+        |e| matches!(e, Error::Reported { call: "score", error: ReportedError::InvalidInput(m), .. } if m == "this prompt is not welcome"),
+    );
 }
 
 #[test]

@@ -40,10 +40,10 @@
 extern crate self as eva_plugin_sdk;
 
 #[doc(hidden)]
+pub mod __private;
+#[doc(hidden)]
 pub mod bindings;
 mod config;
-#[doc(hidden)]
-pub mod __private;
 
 pub use config::{Config, field};
 
@@ -213,7 +213,7 @@ macro_rules! export_sampler {
                     $crate::__private::with::<$ty, _>(|p| $crate::Sampler::sample(p, &scores, count))
                 }
             }
-            $crate::bindings::sampler::__eva_export_sampler_world!(__EvaExport with_types_in $crate::bindings::sampler);
+    $crate::bindings::sampler::__eva_export_sampler_world!(__EvaExport with_types_in $crate::bindings::sampler);
         };
     };
 }
@@ -232,7 +232,7 @@ macro_rules! export_evolver {
                     $crate::__private::with::<$ty, _>(|p| $crate::Evolver::evolve(p, &prompts))
                 }
             }
-            $crate::bindings::evolver::__eva_export_evolver_world!(__EvaExport with_types_in $crate::bindings::evolver);
+    $crate::bindings::evolver::__eva_export_evolver_world!(__EvaExport with_types_in $crate::bindings::evolver);
         };
     };
 }
@@ -252,10 +252,11 @@ macro_rules! export_pairing {
                 }
                 fn pair_batch(
                     items: ::std::vec::Vec<$crate::PromptResponses>,
-                ) -> ::std::result::Result<::std::vec::Vec<::std::vec::Vec<$crate::Preference>>, $crate::PluginError> {
+                ) -> ::std::result::Result<::std::vec::Vec<::std::vec::Vec<$crate::Preference>>, $crate::PluginError>
+                {
                     $crate::__private::with::<$ty, _>(|p| $crate::Pairing::pair_batch(p, &items))
                 }
-            }
+    }
             $crate::bindings::pairing::__eva_export_pairing_world!(__EvaExport with_types_in $crate::bindings::pairing);
         };
     };

@@ -60,9 +60,8 @@ impl PluginArgs {
                     bail!("{}: `{name}` must be a table of that plugin's settings", file.display());
                 };
                 if let Some(limits) = keys.remove("limits") {
-                    let limits: Limits = limits
-                        .try_into()
-                        .with_context(|| format!("{}: [{name}.limits]", file.display()))?;
+                    let limits: Limits =
+                        limits.try_into().with_context(|| format!("{}: [{name}.limits]", file.display()))?;
                     s.limits.insert(name.clone(), limits);
                 }
                 let config = s.config.entry(name).or_default();
@@ -73,9 +72,8 @@ impl PluginArgs {
             let (key, value) = setting
                 .split_once('=')
                 .with_context(|| format!("--plugin-config `{setting}`: expected NAME.KEY=VALUE"))?;
-            let (name, key) = key
-                .split_once('.')
-                .with_context(|| format!("--plugin-config `{setting}`: expected NAME.KEY=VALUE"))?;
+            let (name, key) =
+                key.split_once('.').with_context(|| format!("--plugin-config `{setting}`: expected NAME.KEY=VALUE"))?;
             s.config.entry(name.to_owned()).or_default().insert(key.to_owned(), RawValue::Text(value.to_owned()));
         }
         for grant in &self.allow_read {
@@ -103,7 +101,10 @@ impl PluginSettings {
         for name in named {
             if !loaded.clone().into_iter().any(|l| l == name) {
                 let loaded: Vec<&str> = loaded.clone().into_iter().collect();
-                bail!("settings name plugin `{name}`, but no loaded plugin is called that (loaded: {})", loaded.join(", "));
+                bail!(
+                    "settings name plugin `{name}`, but no loaded plugin is called that (loaded: {})",
+                    loaded.join(", ")
+                );
             }
         }
         Ok(())

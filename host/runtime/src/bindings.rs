@@ -31,10 +31,22 @@ pub(crate) enum RoleExports {
 macro_rules! each_role {
     ($self:expr, $store:expr, $instance:expr, |$guest:ident| $body:expr) => {
         match $self {
-            RoleExports::Info(ix) => { let $guest = ix.load(&mut *$store, $instance)?; $body }
-            RoleExports::Sample(ix) => { let $guest = ix.load(&mut *$store, $instance)?; $body }
-            RoleExports::Evolve(ix) => { let $guest = ix.load(&mut *$store, $instance)?; $body }
-            RoleExports::Pair(ix) => { let $guest = ix.load(&mut *$store, $instance)?; $body }
+            RoleExports::Info(ix) => {
+                let $guest = ix.load(&mut *$store, $instance)?;
+                $body
+            }
+            RoleExports::Sample(ix) => {
+                let $guest = ix.load(&mut *$store, $instance)?;
+                $body
+            }
+            RoleExports::Evolve(ix) => {
+                let $guest = ix.load(&mut *$store, $instance)?;
+                $body
+            }
+            RoleExports::Pair(ix) => {
+                let $guest = ix.load(&mut *$store, $instance)?;
+                $body
+            }
         }
     };
 }

@@ -53,10 +53,8 @@ impl ComponentCache {
                 Err(e) => tracing::warn!(entry = %entry.display(), "unusable cache entry, recompiling: {e}"),
             }
         }
-        let component = Component::new(engine, bytes).map_err(|e| Error::NotAComponent {
-            path: path.to_owned(),
-            reason: format!("{e:#}"),
-        })?;
+        let component = Component::new(engine, bytes)
+            .map_err(|e| Error::NotAComponent { path: path.to_owned(), reason: format!("{e:#}") })?;
         if let Some(entry) = entry {
             // A cache that cannot be written only costs time: warn and go on.
             if let Err(e) = self.store(&component, &entry) {

@@ -82,7 +82,7 @@ impl ConfigKind {
         })
     }
 
-    fn from_toml(self, value: &toml::Value) -> Result<ConfigValue, String> {
+    fn parse_toml(self, value: &toml::Value) -> Result<ConfigValue, String> {
         match (self, value) {
             (ConfigKind::Boolean, toml::Value::Boolean(b)) => Ok(ConfigValue::Boolean(*b)),
             (ConfigKind::Integer, toml::Value::Integer(i)) => Ok(ConfigValue::Integer(*i)),
@@ -126,10 +126,7 @@ impl Metadata {
 
     /// Check the user's settings against the schema and type them. Keys left out are
     /// not sent: the plugin applies its own defaults.
-    pub fn resolve(
-        &self,
-        settings: &BTreeMap<String, RawValue>,
-    ) -> Result<Vec<(String, ConfigValue)>, String> {
+    pub fn resolve(&self, settings: &BTreeMap<String, RawValue>) -> Result<Vec<(String, ConfigValue)>, String> {
         settings
             .iter()
             .map(|(key, raw)| {
@@ -143,7 +140,7 @@ impl Metadata {
                 })?;
                 let value = match raw {
                     RawValue::Text(text) => field.kind.parse(text),
-                    RawValue::Toml(value) => field.kind.from_toml(value),
+                    RawValue::Toml(value) => field.kind.parse_toml(value),
                 }
                 .map_err(|e| format!("key `{key}`: {e}"))?;
                 Ok((key.clone(), value))

@@ -18,11 +18,7 @@ pub(crate) fn prompt(p: &Prompt) -> types::Prompt {
 }
 
 pub(crate) fn prompt_rewards(p: &PromptRewards) -> info::PromptRewards {
-    info::PromptRewards {
-        prompt: prompt(&p.prompt),
-        rewards: p.rewards.clone(),
-        token_counts: p.token_counts.clone(),
-    }
+    info::PromptRewards { prompt: prompt(&p.prompt), rewards: p.rewards.clone(), token_counts: p.token_counts.clone() }
 }
 
 pub(crate) fn prompt_responses(p: &PromptResponses) -> pair::PromptResponses {

@@ -9,33 +9,24 @@ use crate::role::Role;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read plugin file {path}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
 
     #[error("{path} is not a valid WebAssembly component: {reason}")]
     NotAComponent { path: PathBuf, reason: String },
 
-    #[error("{path} exports no eva plugin role (expected one of eva:plugin/{{info,sample,evolve,pair}}); it exports: {exports}")]
+    #[error(
+        "{path} exports no eva plugin role (expected one of eva:plugin/{{info,sample,evolve,pair}}); it exports: {exports}"
+    )]
     NoRole { path: PathBuf, exports: String },
 
     #[error("{path} exports several eva plugin roles ({roles}); a plugin must target exactly one world")]
     SeveralRoles { path: PathBuf, roles: String },
 
     #[error("{path} was built for eva:plugin@{found}, but this host supports eva:plugin@{supported}")]
-    UnsupportedVersion {
-        path: PathBuf,
-        found: String,
-        supported: String,
-    },
+    UnsupportedVersion { path: PathBuf, found: String, supported: String },
 
     #[error("plugin `{plugin}` is a {found} plugin, but it was loaded as the {expected}")]
-    WrongRole {
-        plugin: String,
-        expected: Role,
-        found: Role,
-    },
+    WrongRole { plugin: String, expected: Role, found: Role },
 
     #[error("plugin {path} cannot be linked: it imports something this host does not provide: {reason}")]
     Link { path: PathBuf, reason: String },
@@ -44,45 +35,22 @@ pub enum Error {
     Config { plugin: String, reason: String },
 
     #[error("plugin `{plugin}`: cannot grant read access to {dir}: {reason}")]
-    Grant {
-        plugin: String,
-        dir: PathBuf,
-        reason: String,
-    },
+    Grant { plugin: String, dir: PathBuf, reason: String },
 
     #[error("plugin `{plugin}` failed in `{call}`: {kind}")]
-    Trap {
-        plugin: String,
-        call: &'static str,
-        kind: TrapKind,
-    },
+    Trap { plugin: String, call: &'static str, kind: TrapKind },
 
     #[error("plugin `{plugin}` reported an error in `{call}`: {error}")]
-    Reported {
-        plugin: String,
-        call: &'static str,
-        error: ReportedError,
-    },
+    Reported { plugin: String, call: &'static str, error: ReportedError },
 
     #[error("plugin `{plugin}` returned invalid output from `{call}`: {reason}")]
-    InvalidOutput {
-        plugin: String,
-        call: &'static str,
-        reason: String,
-    },
+    InvalidOutput { plugin: String, call: &'static str, reason: String },
 
     #[error("invalid input for plugin `{plugin}` in `{call}`: {reason}")]
-    InvalidInput {
-        plugin: String,
-        call: &'static str,
-        reason: String,
-    },
+    InvalidInput { plugin: String, call: &'static str, reason: String },
 
     #[error("cannot write the component cache at {dir}")]
-    Cache {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
+    Cache { dir: PathBuf, source: std::io::Error },
 
     #[error("wasmtime: {0}")]
     Engine(String),

@@ -91,11 +91,13 @@ impl Sampler {
     /// `count` distinct indices into `scores`.
     pub fn sample(&mut self, scores: &[f64], count: usize) -> Result<Vec<usize>> {
         if count > scores.len() {
-            return Err(self.plugin.invalid_input("sample", format!("{count} asked for, only {} prompts", scores.len())));
+            return Err(self
+                .plugin
+                .invalid_input("sample", format!("{count} asked for, only {} prompts", scores.len())));
         }
         validate::scores(scores, scores.len()).map_err(|r| self.plugin.invalid_input("sample", r))?;
-        let wire_count =
-            u32::try_from(count).map_err(|_| self.plugin.invalid_input("sample", format!("count {count} is too large")))?;
+        let wire_count = u32::try_from(count)
+            .map_err(|_| self.plugin.invalid_input("sample", format!("count {count} is too large")))?;
         let exports = &self.exports;
         let picked = self.plugin.call_raw("sample", None, true, |store, instance, _| {
             exports.load(&mut *store, instance)?.call_sample(store, scores, wire_count)
@@ -110,9 +112,8 @@ impl Evolver {
     /// The call may make at most `limits.generate_per_input` requests per input prompt.
     pub fn evolve(&mut self, prompts: &[Prompt], generator: Arc<dyn Generator>) -> Result<Vec<Evolved>> {
         validate::prompts(prompts).map_err(|r| self.plugin.invalid_input("evolve", r))?;
-        let budget = u32::try_from(prompts.len())
-            .unwrap_or(u32::MAX)
-            .saturating_mul(self.plugin.limits().generate_per_input);
+        let budget =
+            u32::try_from(prompts.len()).unwrap_or(u32::MAX).saturating_mul(self.plugin.limits().generate_per_input);
         let exports = &self.exports;
         let input: Vec<_> = prompts.iter().map(convert::prompt).collect();
         let evolved = self.plugin.call_raw("evolve", Some((generator, budget)), true, |store, instance, _| {

@@ -110,7 +110,12 @@ impl Plugin {
             path: path.to_owned(),
             digest,
             role,
-            metadata: Metadata { name: String::new(), version: String::new(), description: String::new(), config: vec![] },
+            metadata: Metadata {
+                name: String::new(),
+                version: String::new(),
+                description: String::new(),
+                config: vec![],
+            },
             imports,
             config: vec![],
             // `describe` runs under the default limits: options are chosen by plugin name.
@@ -120,9 +125,8 @@ impl Plugin {
             calls: 0,
         };
 
-        let metadata = plugin.call_raw("describe", None, false, |store, instance, exports| {
-            Ok(Ok(exports.describe(store, instance)?))
-        })?;
+        let metadata = plugin
+            .call_raw("describe", None, false, |store, instance, exports| Ok(Ok(exports.describe(store, instance)?)))?;
         let metadata = crate::convert::metadata(metadata);
         metadata.check().map_err(|reason| Error::InvalidOutput {
             plugin: plugin.name.to_string(),
@@ -230,11 +234,7 @@ impl Plugin {
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
-            if ctx.data_mut().within_deadline() {
-                Ok(UpdateDeadline::Continue(1))
-            } else {
-                Err(Trap::Interrupt.into())
-            }
+            if ctx.data_mut().within_deadline() { Ok(UpdateDeadline::Continue(1)) } else { Err(Trap::Interrupt.into()) }
         });
         Ok(store)
     }
@@ -261,11 +261,9 @@ impl Plugin {
         })();
         match outcome {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err((call, error))) => Err(Error::Reported {
-                plugin: self.name.to_string(),
-                call,
-                error: crate::convert::reported(error),
-            }),
+            Ok(Err((call, error))) => {
+                Err(Error::Reported { plugin: self.name.to_string(), call, error: crate::convert::reported(error) })
+            }
             Err(err) => Err(Error::Trap { plugin: self.name.to_string(), call, kind: classify(&err, store.data()) }),
         }
     }
@@ -281,9 +279,10 @@ fn classify(err: &wasmtime::Error, state: &State) -> TrapKind {
     }
     match err.downcast_ref::<Trap>() {
         Some(Trap::UnreachableCodeReached) => TrapKind::Panic {
-            message: state.last_error.clone().unwrap_or_else(|| {
-                "the plugin aborted (reached `unreachable`) without logging a message".to_owned()
-            }),
+            message: state
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "the plugin aborted (reached `unreachable`) without logging a message".to_owned()),
         },
         Some(Trap::Interrupt) => TrapKind::Timeout { limit: state.timeout() },
         Some(trap) => TrapKind::Other { message: trap.to_string() },

@@ -132,10 +132,7 @@ mod tests {
     #[test]
     fn patch_versions_are_compatible_minor_versions_are_not() {
         assert_eq!(detect(["eva:plugin/info@0.1.7"]), Detected::Role(Role::InfoMetric));
-        assert_eq!(
-            detect(["eva:plugin/info@0.2.0"]),
-            Detected::Unsupported { found: "0.2.0".into() }
-        );
+        assert_eq!(detect(["eva:plugin/info@0.2.0"]), Detected::Unsupported { found: "0.2.0".into() });
     }
 
     #[test]

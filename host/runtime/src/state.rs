@@ -21,12 +21,7 @@ pub(crate) struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.refused = Some(desired);
             return Ok(false);
@@ -34,12 +29,7 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 1 << 20)
     }
 }
@@ -119,8 +109,7 @@ impl State {
             .insecure_random(StdRng::seed_from_u64(setup.seed ^ 0x5eed_0002))
             .insecure_random_seed(u128::from(setup.seed));
         if let Some(dir) = setup.read_dir {
-            wasi.preopened_dir(dir, GUEST_DATA_DIR, wasmtime_wasi::FsPerms::ReadOnly)
-                .map_err(std::io::Error::other)?;
+            wasi.preopened_dir(dir, GUEST_DATA_DIR, wasmtime_wasi::FsPerms::ReadOnly).map_err(std::io::Error::other)?;
         }
         Ok(State {
             plugin: setup.plugin,
@@ -169,7 +158,7 @@ fn truncate(mut s: String, max: usize) -> String {
             end -= 1;
         }
         s.truncate(end);
-        s.push_str("…");
+        s.push('…');
     }
     s
 }
@@ -181,10 +170,8 @@ impl log::Host for State {
         }
         self.log_records_left -= 1;
         let message = truncate(message, MAX_LOG_BYTES);
-        let fields = truncate(
-            fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
-            MAX_LOG_BYTES,
-        );
+        let fields =
+            truncate(fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "), MAX_LOG_BYTES);
         let plugin = &*self.plugin;
         match level {
             log::Level::Trace => tracing::trace!(plugin, fields, "{message}"),
@@ -227,10 +214,7 @@ fn check_request(r: &generate::Request) -> Result<(), String> {
 }
 
 impl generate::Host for State {
-    fn complete(
-        &mut self,
-        requests: Vec<generate::Request>,
-    ) -> Result<Vec<String>, generate::GenerateError> {
+    fn complete(&mut self, requests: Vec<generate::Request>) -> Result<Vec<String>, generate::GenerateError> {
         let Some(generator) = self.generator.clone() else {
             return Err(generate::GenerateError::Failed("this host has no model to generate with".into()));
         };

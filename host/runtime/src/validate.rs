@@ -88,10 +88,7 @@ pub fn preferences(pairs: &[Vec<Preference>], items: &[PromptResponses]) -> Resu
         for p in list {
             let where_ = format!("prompt {i} (`{}`)", item.prompt.id);
             if p.chosen as usize >= n || p.rejected as usize >= n {
-                return Err(format!(
-                    "{where_}: pair ({}, {}) is out of range for {n} responses",
-                    p.chosen, p.rejected
-                ));
+                return Err(format!("{where_}: pair ({}, {}) is out of range for {n} responses", p.chosen, p.rejected));
             }
             if p.chosen == p.rejected {
                 return Err(format!("{where_}: pair ({0}, {0}) pairs a response with itself", p.chosen));
@@ -114,7 +111,10 @@ pub fn evolved(evolved: &[Evolved], inputs: usize, max_bytes: usize) -> Result<(
         roles(&e.messages).map_err(|m| format!("evolved prompt {i} (parent {}): {m}", e.parent))?;
         let bytes: usize = e.messages.iter().map(|m| m.content.len()).sum();
         if bytes > max_bytes {
-            return Err(format!("evolved prompt {i} (parent {}) has {bytes} bytes, more than the limit of {max_bytes}", e.parent));
+            return Err(format!(
+                "evolved prompt {i} (parent {}) has {bytes} bytes, more than the limit of {max_bytes}",
+                e.parent
+            ));
         }
     }
     Ok(())

@@ -133,7 +133,7 @@ impl Plugin for EvolInstruct {
             }
         };
         let (temperature, top_p) = (config.float("temperature")?, config.float("top-p")?);
-        if !(0.0..=2.0).contains(&temperature) || !(top_p > 0.0 && top_p <= 1.0) {
+        if !((0.0..=2.0).contains(&temperature) && top_p > 0.0 && top_p <= 1.0) {
             return bad(format!("temperature {temperature} must be in [0, 2] and top-p {top_p} in (0, 1]"));
         }
         let max_tokens = config.integer("max-tokens")?;
@@ -180,7 +180,9 @@ impl Evolver for EvolInstruct {
             let prompt = &prompts[parent];
             let original = &prompt.messages.last().expect("checked above").content;
             let cleaned = clean(&text, original).and_then(|c| {
-                let duplicate = evolved.iter().any(|e| e.parent as usize == parent && e.messages.last().is_some_and(|m| m.content == c));
+                let duplicate = evolved
+                    .iter()
+                    .any(|e| e.parent as usize == parent && e.messages.last().is_some_and(|m| m.content == c));
                 if duplicate { Err(Rejected::Duplicate) } else { Ok(c) }
             });
             match cleaned {

@@ -56,9 +56,8 @@ pub fn greedy(scores: &[f64], count: usize) -> Vec<u32> {
 pub fn stratified(scores: &[f64], count: usize, strata: usize, uniform: &mut impl FnMut() -> f64) -> Vec<u32> {
     let ranked = greedy(scores, scores.len());
     let strata = strata.clamp(1, ranked.len().max(1));
-    let bins: Vec<&[u32]> = (0..strata)
-        .map(|b| &ranked[b * ranked.len() / strata..(b + 1) * ranked.len() / strata])
-        .collect();
+    let bins: Vec<&[u32]> =
+        (0..strata).map(|b| &ranked[b * ranked.len() / strata..(b + 1) * ranked.len() / strata]).collect();
     // Hand out the draws round-robin, skipping bins that are used up.
     let mut quota = vec![0usize; strata];
     let mut left = count;
