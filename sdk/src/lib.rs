@@ -256,8 +256,8 @@ macro_rules! export_pairing {
                 {
                     $crate::__private::with::<$ty, _>(|p| $crate::Pairing::pair_batch(p, &items))
                 }
-    }
-            $crate::bindings::pairing::__eva_export_pairing_world!(__EvaExport with_types_in $crate::bindings::pairing);
+            }
+    $crate::bindings::pairing::__eva_export_pairing_world!(__EvaExport with_types_in $crate::bindings::pairing);
         };
     };
 }

@@ -51,6 +51,29 @@ macro_rules! each_role {
     };
 }
 
+/// `RoleExports::NAME(store, instance)`: the typed guest of one role. Handles check the
+/// role when they are made, so asking for another role is a bug, reported as an error.
+macro_rules! role_guest {
+    ($($fn_name:ident: $variant:ident => $module:ident),* $(,)?) => {
+        impl RoleExports {
+            $(
+                pub(crate) fn $fn_name(
+                    &self,
+                    store: &mut Store<State>,
+                    instance: &Instance,
+                ) -> wasmtime::Result<$module::Guest> {
+                    match self {
+                        RoleExports::$variant(ix) => ix.load(store, instance),
+                        _ => Err(wasmtime::format_err!("the component does not export `{}`", stringify!($module))),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+role_guest!(info: Info => info, sample: Sample => sample, evolve: Evolve => evolve, pair: Pair => pair);
+
 impl RoleExports {
     pub(crate) fn new(role: Role, pre: &InstancePre<State>) -> wasmtime::Result<Self> {
         Ok(match role {

@@ -3,24 +3,18 @@
 
 use std::sync::Arc;
 
-use crate::bindings::{evolve, info, pair, sample};
 use crate::convert;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::plugin::Plugin;
 use crate::role::Role;
 use crate::types::{Evolved, Generator, Preference, Prompt, PromptResponses, PromptRewards};
 use crate::validate;
 
-fn link_err(plugin: &Plugin, e: wasmtime::Error) -> Error {
-    Error::Link { path: plugin.path().to_owned(), reason: format!("{e:#}") }
-}
-
 macro_rules! handle {
-    ($(#[$doc:meta])* $name:ident, $role:expr, $module:ident) => {
+    ($(#[$doc:meta])* $name:ident, $role:expr) => {
         $(#[$doc])*
         pub struct $name {
             plugin: Plugin,
-            exports: $module::GuestIndices,
         }
 
         impl $name {
@@ -29,8 +23,7 @@ macro_rules! handle {
                 if plugin.role() != $role {
                     return Err(plugin.wrong_role($role));
                 }
-                let exports = $module::GuestIndices::new(plugin.instance_pre()).map_err(|e| link_err(&plugin, e))?;
-                Ok($name { plugin, exports })
+                Ok($name { plugin })
             }
 
             pub fn plugin(&self) -> &Plugin {
@@ -46,29 +39,28 @@ macro_rules! handle {
 
 handle!(
     /// The creator's info step: scores how informative each prompt is.
-    InfoMetric, Role::InfoMetric, info
+    InfoMetric, Role::InfoMetric
 );
 handle!(
     /// The creator's sample step: picks the prompts to evolve.
-    Sampler, Role::Sampler, sample
+    Sampler, Role::Sampler
 );
 handle!(
     /// The creator's evolve step: rewrites prompts with the host's model.
-    Evolver, Role::Evolver, evolve
+    Evolver, Role::Evolver
 );
 handle!(
     /// The solver's pair step: builds preference pairs from scored answers.
-    Pairing, Role::Pairing, pair
+    Pairing, Role::Pairing
 );
 
 impl InfoMetric {
     /// The informativeness of one prompt.
     pub fn score(&mut self, item: &PromptRewards) -> Result<f64> {
         validate::prompt_rewards(std::slice::from_ref(item)).map_err(|r| self.plugin.invalid_input("score", r))?;
-        let exports = &self.exports;
         let input = convert::prompt_rewards(item);
-        let score = self.plugin.call_raw("score", None, true, |store, instance, _| {
-            exports.load(&mut *store, instance)?.call_score(store, &input)
+        let score = self.plugin.call_raw("score", None, true, |store, instance, exports| {
+            exports.info(store, instance)?.call_score(store, &input)
         })?;
         validate::scores(&[score], 1).map_err(|r| self.plugin.invalid_output("score", r))?;
         Ok(score)
@@ -77,10 +69,9 @@ impl InfoMetric {
     /// One informativeness score per prompt, in one call across the boundary.
     pub fn score_batch(&mut self, items: &[PromptRewards]) -> Result<Vec<f64>> {
         validate::prompt_rewards(items).map_err(|r| self.plugin.invalid_input("score-batch", r))?;
-        let exports = &self.exports;
         let input: Vec<_> = items.iter().map(convert::prompt_rewards).collect();
-        let scores = self.plugin.call_raw("score-batch", None, true, |store, instance, _| {
-            exports.load(&mut *store, instance)?.call_score_batch(store, &input)
+        let scores = self.plugin.call_raw("score-batch", None, true, |store, instance, exports| {
+            exports.info(store, instance)?.call_score_batch(store, &input)
         })?;
         validate::scores(&scores, items.len()).map_err(|r| self.plugin.invalid_output("score-batch", r))?;
         Ok(scores)
@@ -98,9 +89,8 @@ impl Sampler {
         validate::scores(scores, scores.len()).map_err(|r| self.plugin.invalid_input("sample", r))?;
         let wire_count = u32::try_from(count)
             .map_err(|_| self.plugin.invalid_input("sample", format!("count {count} is too large")))?;
-        let exports = &self.exports;
-        let picked = self.plugin.call_raw("sample", None, true, |store, instance, _| {
-            exports.load(&mut *store, instance)?.call_sample(store, scores, wire_count)
+        let picked = self.plugin.call_raw("sample", None, true, |store, instance, exports| {
+            exports.sample(store, instance)?.call_sample(store, scores, wire_count)
         })?;
         validate::indices(&picked, scores.len(), count).map_err(|r| self.plugin.invalid_output("sample", r))?;
         Ok(picked.into_iter().map(|i| i as usize).collect())
@@ -114,10 +104,9 @@ impl Evolver {
         validate::prompts(prompts).map_err(|r| self.plugin.invalid_input("evolve", r))?;
         let budget =
             u32::try_from(prompts.len()).unwrap_or(u32::MAX).saturating_mul(self.plugin.limits().generate_per_input);
-        let exports = &self.exports;
         let input: Vec<_> = prompts.iter().map(convert::prompt).collect();
-        let evolved = self.plugin.call_raw("evolve", Some((generator, budget)), true, |store, instance, _| {
-            exports.load(&mut *store, instance)?.call_evolve(store, &input)
+        let evolved = self.plugin.call_raw("evolve", Some((generator, budget)), true, |store, instance, exports| {
+            exports.evolve(store, instance)?.call_evolve(store, &input)
         })?;
         let evolved: Vec<Evolved> = evolved.into_iter().map(convert::evolved).collect();
         let max_bytes = self.plugin.limits().max_prompt_bytes;
@@ -130,10 +119,9 @@ impl Pairing {
     /// The preference pairs of one prompt.
     pub fn pair(&mut self, item: &PromptResponses) -> Result<Vec<Preference>> {
         validate::prompt_responses(std::slice::from_ref(item)).map_err(|r| self.plugin.invalid_input("pair", r))?;
-        let exports = &self.exports;
         let input = convert::prompt_responses(item);
-        let pairs = self.plugin.call_raw("pair", None, true, |store, instance, _| {
-            exports.load(&mut *store, instance)?.call_pair(store, &input)
+        let pairs = self.plugin.call_raw("pair", None, true, |store, instance, exports| {
+            exports.pair(store, instance)?.call_pair(store, &input)
         })?;
         let pairs: Vec<Preference> = pairs.into_iter().map(convert::preference).collect();
         validate::preferences(std::slice::from_ref(&pairs), std::slice::from_ref(item))
@@ -144,10 +132,9 @@ impl Pairing {
     /// The pairs of many prompts, in one call across the boundary.
     pub fn pair_batch(&mut self, items: &[PromptResponses]) -> Result<Vec<Vec<Preference>>> {
         validate::prompt_responses(items).map_err(|r| self.plugin.invalid_input("pair-batch", r))?;
-        let exports = &self.exports;
         let input: Vec<_> = items.iter().map(convert::prompt_responses).collect();
-        let pairs = self.plugin.call_raw("pair-batch", None, true, |store, instance, _| {
-            exports.load(&mut *store, instance)?.call_pair_batch(store, &input)
+        let pairs = self.plugin.call_raw("pair-batch", None, true, |store, instance, exports| {
+            exports.pair(store, instance)?.call_pair_batch(store, &input)
         })?;
         let pairs: Vec<Vec<Preference>> =
             pairs.into_iter().map(|l| l.into_iter().map(convert::preference).collect()).collect();

@@ -194,10 +194,6 @@ impl Plugin {
         self.calls = 0;
     }
 
-    pub(crate) fn instance_pre(&self) -> &InstancePre<State> {
-        &self.pre
-    }
-
     pub(crate) fn wrong_role(&self, expected: Role) -> Error {
         Error::WrongRole { plugin: self.name.to_string(), expected, found: self.role }
     }

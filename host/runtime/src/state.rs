@@ -253,3 +253,51 @@ impl generate::Host for State {
         self.generate_budget
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(limits: &Limits) -> State {
+        State::new(CallSetup {
+            plugin: "p".into(),
+            limits,
+            seed: 1,
+            read_dir: None,
+            generator: None,
+            generate_budget: 0,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn records_past_the_limit_are_dropped() {
+        let limits = Limits { max_log_records: 3, ..Limits::default() };
+        let mut s = state(&limits);
+        log::Host::write(&mut s, log::Level::Error, "first".into(), vec![]);
+        assert_eq!(s.last_error.as_deref(), Some("first"));
+        for _ in 0..2 {
+            log::Host::write(&mut s, log::Level::Info, "filler".into(), vec![]);
+        }
+        log::Host::write(&mut s, log::Level::Error, "dropped".into(), vec![]);
+        assert_eq!(s.last_error.as_deref(), Some("first"), "the fourth record is over the limit");
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_char_boundary() {
+        let cut = truncate("é".repeat(10), 5);
+        assert_eq!(cut, "éé…");
+    }
+
+    #[test]
+    fn generate_without_a_model_is_refused() {
+        let mut s = state(&Limits::default());
+        let req = generate::Request {
+            messages: vec![types::Message { role: "user".into(), content: "hi".into() }],
+            max_tokens: 8,
+            temperature: 0.0,
+            top_p: 1.0,
+        };
+        assert!(matches!(generate::Host::complete(&mut s, vec![req]), Err(generate::GenerateError::Failed(_))));
+    }
+}
