@@ -1,5 +1,6 @@
 //! Shared support for eva's integration tests and benchmarks: builds the first-party
-//! plugins and the test fixtures into components, once per process.
+//! plugins and the test fixtures into components, once per process, and provides real
+//! models and the llama.cpp reference ([`models`]).
 //!
 //! The components land in `TARGET/eva-plugins/NAME.wasm` (TARGET being the cargo
 //! target directory the tests run from), and cargo's incremental builds keep later runs
@@ -12,6 +13,7 @@ use std::sync::OnceLock;
 use eva_plugin_build::{BuildRequest, GuestTarget};
 
 pub mod harness;
+pub mod models;
 
 /// The first-party plugins, by crate name.
 pub const FIRST_PARTY: [&str; 4] =

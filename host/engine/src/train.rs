@@ -1,0 +1,220 @@
+//! A trainable copy of a model: full fine-tuning or LoRA, and saving it back as a Hugging
+//! Face directory.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor, Var};
+use rand::{SeedableRng, rngs::StdRng};
+use serde::{Deserialize, Serialize};
+
+use crate::chat::ChatTemplate;
+use crate::config::ModelConfig;
+use crate::error::{Error, Result, TensorContext};
+use crate::model::{Kernels, Linear, Lora, Transformer};
+use crate::tokenizer::Tokenizer;
+use crate::weights::Weights;
+
+/// Which weights train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Adaptation {
+    /// Every tensor is a variable.
+    Full,
+    /// Low-rank adapters on the named projections; the base is frozen and computes no
+    /// weight gradients.
+    Lora(LoraConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    pub rank: usize,
+    pub alpha: f64,
+    /// Projection names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.
+    pub targets: Vec<String>,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        Self { rank: 8, alpha: 16.0, targets: vec!["q_proj".into(), "v_proj".into()] }
+    }
+}
+
+pub const LORA_TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+/// The model with its trainable variables, in a forward pass whose every op has a backward.
+pub struct TrainableModel {
+    pub model: Transformer,
+    /// Trainable tensors by name (HF names; LoRA: `{module}.lora_A.weight`).
+    pub params: Vec<(String, Var)>,
+    pub adaptation: Adaptation,
+    /// The frozen base (LoRA) or the initial weights (full).
+    base: Weights,
+}
+
+impl TrainableModel {
+    /// `seed` initialises LoRA's A matrices (B starts at zero, so the adapted model starts
+    /// equal to the base).
+    pub fn new(config: &ModelConfig, weights: &Weights, adaptation: Adaptation, seed: u64) -> Result<Self> {
+        let mut params = Vec::new();
+        let model = match &adaptation {
+            Adaptation::Full => {
+                let mut vars = Weights::from_tensors(HashMap::new(), weights.source.clone());
+                let mut names: Vec<&String> = weights.tensors.keys().collect();
+                names.sort();
+                for name in names {
+                    let var = Var::from_tensor(&weights.tensors[name]).step("trainable copy")?;
+                    vars.tensors.insert(name.clone(), var.as_tensor().clone());
+                    params.push((name.clone(), var));
+                }
+                Transformer::build(config, &vars, Kernels::Differentiable, &mut |_, w, b| {
+                    Ok(Linear::dense(w.clone(), b.cloned()))
+                })?
+            }
+            Adaptation::Lora(lora) => {
+                if lora.rank == 0 {
+                    return Err(Error::Request("LoRA rank must be at least 1".into()));
+                }
+                if let Some(bad) = lora.targets.iter().find(|t| !LORA_TARGETS.contains(&t.as_str())) {
+                    return Err(Error::Request(format!(
+                        "unknown LoRA target `{bad}` (known: {})",
+                        LORA_TARGETS.join(", ")
+                    )));
+                }
+                let mut rng = StdRng::seed_from_u64(seed);
+                let scale = lora.alpha / lora.rank as f64;
+                Transformer::build(config, weights, Kernels::Differentiable, &mut |name, w, b| {
+                    let base = Linear::frozen(w.clone(), b.cloned());
+                    let module = name.rsplit('.').next().unwrap_or(name);
+                    if !lora.targets.iter().any(|t| t == module) || name.starts_with("model.embed_tokens") {
+                        return Ok(base);
+                    }
+                    let (out, inp) = w.dims2().step("LoRA base shape")?;
+                    // Kaiming-uniform-like A, zero B (as PEFT does).
+                    let bound = 1.0 / (inp as f32).sqrt();
+                    let a: Vec<f32> = crate::weights::normal(&mut rng, lora.rank * inp, bound / 3f32.sqrt());
+                    let a = Var::from_vec(a, (lora.rank, inp), w.device()).step("LoRA A")?;
+                    let bm = Var::zeros((out, lora.rank), candle_core::DType::F32, w.device()).step("LoRA B")?;
+                    let lin = base.with_lora(Lora { a: a.as_tensor().clone(), b: bm.as_tensor().clone(), scale });
+                    params.push((format!("{name}.lora_A.weight"), a));
+                    params.push((format!("{name}.lora_B.weight"), bm));
+                    Ok(lin)
+                })?
+            }
+        };
+        Ok(Self { model, params, adaptation, base: weights.clone() })
+    }
+
+    pub fn num_trainable(&self) -> usize {
+        self.params.iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    pub fn device(&self) -> &Device {
+        self.model.device()
+    }
+
+    /// The current weights under Hugging Face names, LoRA merged into the base
+    /// (`W + scale · B A`).
+    pub fn merged_weights(&self) -> Result<HashMap<String, Tensor>> {
+        match &self.adaptation {
+            Adaptation::Full => Ok(self.params.iter().map(|(n, v)| (n.clone(), v.as_tensor().detach())).collect()),
+            Adaptation::Lora(lora) => {
+                let mut out = self.base.tensors.clone();
+                let scale = lora.alpha / lora.rank as f64;
+                let vars: HashMap<&str, &Var> = self.params.iter().map(|(n, v)| (n.as_str(), v)).collect();
+                for (name, a) in &vars {
+                    let Some(module) = name.strip_suffix(".lora_A.weight") else { continue };
+                    let b = vars[format!("{module}.lora_B.weight").as_str()];
+                    let w = format!("{module}.weight");
+                    let delta = (b.as_tensor().matmul(a.as_tensor()).step("LoRA merge")? * scale).step("LoRA merge")?;
+                    let merged = (&out[&w] + delta).step("LoRA merge")?;
+                    out.insert(w, merged);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Write a Hugging Face directory (atomically: into a sibling, then renamed).
+    /// LoRA is merged unless `adapter_only`, which writes a PEFT adapter instead.
+    pub fn save_hf(
+        &self,
+        dir: &Path,
+        tokenizer: Option<&Tokenizer>,
+        template: Option<&ChatTemplate>,
+        adapter_only: bool,
+    ) -> Result<()> {
+        let _span = tracing::info_span!("save model", dir = %dir.display()).entered();
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Io { path: path.clone(), source }
+        };
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        let tmp = tempfile::Builder::new().prefix(".eva-save-").tempdir_in(parent).map_err(io(parent))?;
+        let write_json = |name: &str, value: &serde_json::Value| -> Result<()> {
+            let p = tmp.path().join(name);
+            std::fs::write(&p, serde_json::to_string_pretty(value).expect("json")).map_err(io(&p))
+        };
+        let config = &self.model.config;
+        match (&self.adaptation, adapter_only) {
+            (Adaptation::Lora(lora), true) => {
+                let tensors: HashMap<String, Tensor> = self
+                    .params
+                    .iter()
+                    .map(|(n, v)| (format!("base_model.model.{n}"), v.as_tensor().detach()))
+                    .collect();
+                save_safetensors(&tensors, &tmp.path().join("adapter_model.safetensors"))?;
+                write_json(
+                    "adapter_config.json",
+                    &serde_json::json!({
+                        "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": lora.rank, "lora_alpha": lora.alpha,
+                        "target_modules": lora.targets, "lora_dropout": 0.0, "bias": "none",
+                        "fan_in_fan_out": false, "base_model_name_or_path": self.base.source.display().to_string(),
+                    }),
+                )?;
+            }
+            _ => {
+                let mut tensors = self.merged_weights()?;
+                if config.tie_word_embeddings {
+                    tensors.remove("lm_head.weight");
+                }
+                save_safetensors(&tensors, &tmp.path().join("model.safetensors"))?;
+            }
+        }
+        let bos = tokenizer.and_then(|t| t.bos);
+        let eos = tokenizer.map(|t| t.eos.clone()).unwrap_or_default();
+        write_json("config.json", &config.to_hf_json(bos, &eos))?;
+        write_json("generation_config.json", &serde_json::json!({"bos_token_id": bos, "eos_token_id": eos}))?;
+        if let Some(tok) = tokenizer {
+            tok.save(&tmp.path().join("tokenizer.json"))?;
+            let text = |id: Option<u32>| id.and_then(|i| tok.token_text(i));
+            write_json(
+                "tokenizer_config.json",
+                &serde_json::json!({
+                    "tokenizer_class": "PreTrainedTokenizerFast",
+                    "bos_token": text(bos),
+                    "eos_token": text(eos.first().copied()),
+                    "add_bos_token": tok.add_bos,
+                    "chat_template": template.map(|t| t.source.clone()),
+                }),
+            )?;
+        }
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(io(dir))?;
+        }
+        let kept = tmp.keep();
+        std::fs::rename(&kept, dir).map_err(io(dir))?;
+        Ok(())
+    }
+}
+
+fn save_safetensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    let contiguous: HashMap<String, Tensor> = tensors
+        .iter()
+        .map(|(n, t)| Ok((n.clone(), t.contiguous()?)))
+        .collect::<candle_core::Result<_>>()
+        .step("preparing tensors to save")?;
+    candle_core::safetensors::save(&contiguous, path)
+        .map_err(|e| Error::Corrupt { path: path.to_owned(), reason: e.to_string() })
+}

@@ -1,0 +1,218 @@
+//! The forward pass, KV cache, batching and gradients on tiny random models of every
+//! supported family (no download).
+
+use candle_core::{D, DType, Device, Tensor};
+use eva_engine::logprobs::{Scored, TokenBatch, token_logprobs};
+use eva_engine::model::{Kernels, KvCache, Linear};
+use eva_engine::{Adaptation, Architecture, LoraConfig, ModelConfig, TrainableModel, Transformer, Weights};
+
+fn tiny(arch: Architecture) -> ModelConfig {
+    ModelConfig {
+        architecture: arch,
+        vocab_size: 61,
+        hidden_size: 32,
+        intermediate_size: 48,
+        num_layers: 2,
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 8,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10_000.0,
+        max_position_embeddings: 64,
+        tie_word_embeddings: arch == Architecture::Llama,
+        attention_bias: arch == Architecture::Qwen2,
+    }
+}
+
+const ARCHS: [Architecture; 3] = [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3];
+
+fn model(config: &ModelConfig, kernels: Kernels) -> Transformer {
+    let w = Weights::random(config, 7, &Device::Cpu).unwrap();
+    // Random weights at std 0.02 make near-uniform logits; scale up so that attention and
+    // the norms do something measurable.
+    let scaled = w.tensors.into_iter().map(|(n, t)| {
+        let t = if n.ends_with("norm.weight") { t } else { (t * 20.0).unwrap() };
+        (n, t)
+    });
+    let w = Weights::from_tensors(scaled.collect(), w.source);
+    Transformer::build(config, &w, kernels, &mut |_, w, b| Ok(Linear::dense(w.clone(), b.cloned()))).unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+fn ids(rows: &[&[u32]]) -> Tensor {
+    let t = rows[0].len();
+    Tensor::from_vec(rows.concat(), (rows.len(), t), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn fused_and_differentiable_kernels_agree() {
+    for arch in ARCHS {
+        let c = tiny(arch);
+        let x = ids(&[&[1, 5, 9, 33, 2, 60, 7]]);
+        let a = model(&c, Kernels::Fused).forward(&x, None).unwrap();
+        let b = model(&c, Kernels::Differentiable).forward(&x, None).unwrap();
+        let d = max_diff(&a, &b);
+        assert!(d < 1e-4, "{arch:?}: fused and differentiable logits differ by {d}");
+    }
+}
+
+#[test]
+fn cached_decoding_matches_a_full_forward() {
+    for arch in ARCHS {
+        let c = tiny(arch);
+        let m = model(&c, Kernels::Fused);
+        let seq: [u32; 8] = [3, 14, 15, 9, 26, 5, 35, 8];
+        let full = m.forward(&ids(&[&seq]), None).unwrap().squeeze(0).unwrap();
+        let mut cache = KvCache::new(&c, 1, 16, vec![0], &Device::Cpu).unwrap();
+        // Prefill 5 tokens, then one at a time.
+        let first = m.forward(&ids(&[&seq[..5]]), Some(&mut cache)).unwrap();
+        assert!(max_diff(&first.squeeze(0).unwrap(), &full.get(4).unwrap()) < 1e-4);
+        for (i, &tok) in seq.iter().enumerate().skip(5) {
+            let step = m.forward(&ids(&[&[tok]]), Some(&mut cache)).unwrap().squeeze(0).unwrap();
+            let d = max_diff(&step, &full.get(i).unwrap());
+            assert!(d < 1e-4, "{arch:?}: position {i} differs by {d}");
+        }
+    }
+}
+
+#[test]
+fn left_padded_rows_match_their_unpadded_runs() {
+    for arch in ARCHS {
+        let c = tiny(arch);
+        let m = model(&c, Kernels::Fused);
+        let short: [u32; 3] = [4, 8, 15];
+        let long: [u32; 6] = [16, 23, 42, 4, 8, 15];
+        let alone = |p: &[u32]| {
+            let mut cache = KvCache::new(&c, 1, 8, vec![0], &Device::Cpu).unwrap();
+            let a = m.forward(&ids(&[p]), Some(&mut cache)).unwrap();
+            let b = m.forward(&ids(&[&[11]]), Some(&mut cache)).unwrap();
+            (a, b)
+        };
+        let mut cache = KvCache::new(&c, 2, 8, vec![3, 0], &Device::Cpu).unwrap();
+        let padded: [u32; 6] = [0, 0, 0, 4, 8, 15];
+        let pre = m.forward(&ids(&[&padded, &long]), Some(&mut cache)).unwrap();
+        let step = m.forward(&ids(&[&[11], &[11]]), Some(&mut cache)).unwrap();
+        for (row, p) in [(0, &short[..]), (1, &long[..])] {
+            let (a, b) = alone(p);
+            let d1 = max_diff(&pre.get(row).unwrap(), &a.squeeze(0).unwrap());
+            let d2 = max_diff(&step.get(row).unwrap(), &b.squeeze(0).unwrap());
+            assert!(d1 < 1e-4 && d2 < 1e-4, "{arch:?} row {row}: prefill differs by {d1}, decode by {d2}");
+        }
+    }
+}
+
+fn loss(m: &Transformer, seqs: &[Scored<'_>]) -> Tensor {
+    let batch = TokenBatch::new(seqs, m.config.vocab_size, &Device::Cpu).unwrap();
+    token_logprobs(m, &batch).unwrap().sum_all().unwrap().neg().unwrap()
+}
+
+const PAIRS: [(&[u32], &[u32]); 2] = [(&[1, 2, 3], &[4, 5, 6, 7]), (&[9, 8], &[7, 6, 5])];
+
+fn seqs() -> Vec<Scored<'static>> {
+    PAIRS.iter().map(|(p, c)| Scored { prompt: p, completion: c }).collect()
+}
+
+#[test]
+fn every_trainable_tensor_gets_a_gradient() {
+    for arch in ARCHS {
+        let c = tiny(arch);
+        let w = Weights::random(&c, 3, &Device::Cpu).unwrap();
+        let tm = TrainableModel::new(&c, &w, Adaptation::Full, 0).unwrap();
+        let expected = eva_engine::expected_shapes(&c).len();
+        assert_eq!(tm.params.len(), expected, "{arch:?}: every tensor is trainable");
+        let grads = loss(&tm.model, &seqs()).backward().unwrap();
+        for (name, var) in &tm.params {
+            let g = grads.get(var).unwrap_or_else(|| panic!("{arch:?}: {name} got no gradient"));
+            let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(norm > 0.0 && norm.is_finite(), "{arch:?}: {name} has gradient norm² {norm}");
+        }
+    }
+}
+
+#[test]
+fn lora_trains_only_adapters_and_starts_at_the_base() {
+    let c = tiny(Architecture::Llama);
+    let w = Weights::random(&c, 3, &Device::Cpu).unwrap();
+    let lora = LoraConfig { rank: 2, alpha: 4.0, targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()] };
+    let tm = TrainableModel::new(&c, &w, Adaptation::Lora(lora), 1).unwrap();
+    assert_eq!(tm.params.len(), 2 * 3 * c.num_layers, "A and B per target per layer");
+    let base = TrainableModel::new(&c, &w, Adaptation::Full, 0).unwrap();
+    let (l0, l1) = (loss(&base.model, &seqs()), loss(&tm.model, &seqs()));
+    assert!(max_diff(&l0, &l1) < 1e-5, "B = 0: the adapted model is the base");
+    // B starts at zero, so only B has a gradient at first; after a step on B, A has one too.
+    let grads = l1.backward().unwrap();
+    for (name, var) in &tm.params {
+        let g = grads.get(var).unwrap_or_else(|| panic!("{name} got no gradient"));
+        let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        if name.ends_with("lora_B.weight") {
+            assert!(norm > 0.0, "{name} has no gradient");
+            var.set(&(var.as_tensor() - (g * 0.5).unwrap()).unwrap()).unwrap();
+        }
+    }
+    let grads = loss(&tm.model, &seqs()).backward().unwrap();
+    for (name, var) in tm.params.iter().filter(|(n, _)| n.ends_with("lora_A.weight")) {
+        let norm = grads.get(var).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(norm > 0.0, "{name} has no gradient after B moved");
+    }
+    // Merging puts the adapters into the base weights: same function.
+    let merged = Weights::from_tensors(tm.merged_weights().unwrap(), "merged");
+    let m = TrainableModel::new(&c, &merged, Adaptation::Full, 0).unwrap();
+    let d = max_diff(&loss(&m.model, &seqs()), &loss(&tm.model, &seqs()));
+    assert!(d < 1e-3, "merged model differs by {d}");
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    // f64 end to end so that the central difference is exact to ~1e-8.
+    for arch in ARCHS {
+        let c = tiny(arch);
+        let w = Weights::random(&c, 5, &Device::Cpu).unwrap();
+        let f64s = w.tensors.into_iter().map(|(n, t)| (n, (t * 10.0).unwrap().to_dtype(DType::F64).unwrap()));
+        let w = Weights::from_tensors(f64s.collect(), w.source);
+        let tm = TrainableModel::new(&c, &w, Adaptation::Full, 0).unwrap();
+        let f = |m: &Transformer| -> f64 {
+            let batch = TokenBatch::new(&seqs(), c.vocab_size, &Device::Cpu).unwrap();
+            let mask = batch.mask.to_dtype(DType::F64).unwrap();
+            let batch = TokenBatch { mask, ..batch };
+            token_logprobs(m, &batch).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+        };
+        let batch = TokenBatch::new(&seqs(), c.vocab_size, &Device::Cpu).unwrap();
+        let batch = TokenBatch { mask: batch.mask.to_dtype(DType::F64).unwrap(), ..batch };
+        let grads = token_logprobs(&tm.model, &batch).unwrap().sum_all().unwrap().backward().unwrap();
+        let mut checked = 0;
+        for (name, var) in
+            tm.params.iter().filter(|(n, _)| n.contains("layers.0") || n.contains("norm") || n.contains("embed"))
+        {
+            let g = grads.get(var).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let orig = var.as_tensor().copy().unwrap();
+            // The element with the largest gradient, so that the check is not vacuous.
+            let k = (0..g.len()).max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs())).unwrap();
+            let h = 1e-5;
+            let bump = |delta: f64| {
+                let mut v = orig.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+                v[k] += delta;
+                var.set(&Tensor::from_vec(v, orig.shape(), &Device::Cpu).unwrap()).unwrap();
+                f(&tm.model)
+            };
+            let numeric = (bump(h) - bump(-h)) / (2.0 * h);
+            var.set(&orig).unwrap();
+            let rel = (numeric - g[k]).abs() / g[k].abs().max(1e-6);
+            assert!(rel < 1e-4, "{arch:?} {name}[{k}]: backward {} vs finite difference {numeric}", g[k]);
+            checked += 1;
+        }
+        assert!(checked >= 10, "{arch:?}: checked {checked} tensors");
+    }
+}
+
+#[test]
+fn log_softmax_rows_are_normalised() {
+    let c = tiny(Architecture::Qwen3);
+    let m = model(&c, Kernels::Fused);
+    let logits = m.forward(&ids(&[&[1, 2, 3]]), None).unwrap();
+    let lse = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap().exp().unwrap().sum(D::Minus1).unwrap();
+    let total = lse.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(total.iter().all(|s| (s - 1.0).abs() < 1e-5), "{total:?}");
+}
