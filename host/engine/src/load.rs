@@ -38,6 +38,9 @@ impl ModelFiles {
             Self::open_gguf(path, device)?
         };
         files.check_tokenizer()?;
+        for (name, shape) in crate::weights::expected_shapes(&files.config) {
+            files.weights.expect(&name, &shape)?;
+        }
         tracing::info!(
             arch = files.config.architecture.name(),
             layers = files.config.num_layers,
