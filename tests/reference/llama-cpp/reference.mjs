@@ -56,7 +56,7 @@ if (req.bench) {
     if (++n >= decode) break;
   }
   const decode_s = (performance.now() - t0) / 1000;
-  out.bench = { prefill_tokens: prompt.length, prefill_s, decode_tokens: n, decode_s };
+  out.bench = { prefill_tokens: prompt.length, prefill_s, decode_tokens: n, decode_s, threads: ctx.currentThreads };
   await ctx.dispose();
 }
 
