@@ -56,12 +56,13 @@ fn stop_strings_and_token_limits_end_generation() {
     let m = model();
     let p = m.chat_prompt(&[Message::new("user", "Count from 1 to 20.")]).unwrap();
     let base = GenerationParams { sampling: Sampling::GREEDY, max_new_tokens: 80, ..Default::default() };
-    let full = m.generate(&[p.clone()], &base, &mut |_| {}).unwrap().remove(0).remove(0);
+    let full = m.generate(std::slice::from_ref(&p), &base, &mut |_| {}).unwrap().remove(0).remove(0);
     // "4. 4" spans four tokens ("4", ".", " ", "4").
     let stop = "4. 4";
     assert!(full.text.contains(stop), "{full:?}");
-    let stopped =
-        m.generate(&[p.clone()], &GenerationParams { stop: vec![stop.into()], ..base.clone() }, &mut |_| {}).unwrap();
+    let stopped = m
+        .generate(std::slice::from_ref(&p), &GenerationParams { stop: vec![stop.into()], ..base.clone() }, &mut |_| {})
+        .unwrap();
     let stopped = &stopped[0][0];
     assert_eq!(stopped.finish, FinishReason::Stop);
     assert_eq!(stopped.text, full.text[..full.text.find(stop).unwrap()], "text ends before the stop string");

@@ -74,7 +74,7 @@ fn compare(model: &LanguageModel, reference_model: &std::path::Path, f32_kv: boo
     let reference = llama_cpp(request);
     let theirs: Vec<u32> = serde_json::from_value(reference["greedy"]["tokens"].clone()).unwrap();
     let params = GenerationParams { sampling: Sampling::GREEDY, max_new_tokens: STEPS, n: 1, ..Default::default() };
-    let ours = model.generate(&[prompt.clone()], &params, &mut |_| {}).unwrap().remove(0).remove(0);
+    let ours = model.generate(std::slice::from_ref(&prompt), &params, &mut |_| {}).unwrap().remove(0).remove(0);
     let agree = ours.tokens.iter().zip(&theirs).take_while(|(a, b)| a == b).count();
     let logits = teacher_forced(&model.transformer, &prompt, &theirs);
     let mut max_delta = 0f32;

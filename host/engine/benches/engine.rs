@@ -62,9 +62,8 @@ fn inference() {
         let p = m.chat_prompt(&[Message::new("user", "Write a long story about a lighthouse keeper.")]).unwrap();
         let params = GenerationParams { sampling: Sampling::GREEDY, max_new_tokens: 129, ..Default::default() };
         let mut first = None;
-        let start = Instant::now();
         let mut count = 0;
-        m.generate(&[p.clone()], &params, &mut |n| {
+        m.generate(std::slice::from_ref(&p), &params, &mut |n| {
             count += n;
             if first.is_none() {
                 first = Some(Instant::now());
@@ -73,7 +72,6 @@ fn inference() {
         .unwrap();
         // Time from the first sampled token on: decode steps only.
         let decode_s = first.unwrap().elapsed().as_secs_f64();
-        let _ = start;
         let decode = (count - 1) as f64 / decode_s;
         // Prefill: a 480-token prompt, one forward.
         let long = long_prompt(&m, 480);

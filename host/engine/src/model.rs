@@ -14,6 +14,9 @@ use crate::config::{Architecture, ModelConfig};
 use crate::error::{Result, TensorContext};
 pub use linear::{Linear, Lora};
 
+/// Decides what each projection becomes: `(name, weight, bias) -> Linear`.
+pub type MakeLinear<'a> = dyn FnMut(&str, &Tensor, Option<&Tensor>) -> Result<Linear> + 'a;
+
 /// Which implementation of rope, rms-norm and softmax the forward pass uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernels {
@@ -112,7 +115,7 @@ impl Transformer {
         config: &ModelConfig,
         weights: &crate::weights::Weights,
         kernels: Kernels,
-        make_linear: &mut dyn FnMut(&str, &Tensor, Option<&Tensor>) -> Result<Linear>,
+        make_linear: &mut MakeLinear<'_>,
     ) -> Result<Self> {
         let c = config;
         let (h, q_out, kv_out) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
