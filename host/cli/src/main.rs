@@ -4,6 +4,7 @@ mod model_cmd;
 mod plugin_args;
 mod plugin_cmd;
 mod progress;
+mod train_cmd;
 
 use std::path::PathBuf;
 
@@ -30,6 +31,9 @@ enum Command {
     /// Work with models: fetch the embedded default, generate answers.
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
+    /// Train a model on preference pairs (DPO, IPO, SimPO, ORPO, hinge; LoRA or full),
+    /// with checkpoints and `--resume`.
+    Train(Box<train_cmd::TrainArgs>),
 }
 
 /// Where eva keeps what it can rebuild or download again: `$EVA_CACHE_DIR`, else
@@ -61,5 +65,6 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Plugin(cmd) => plugin_cmd::run(cmd),
         Command::Model(cmd) => model_cmd::run(cmd),
+        Command::Train(args) => train_cmd::run(*args),
     }
 }

@@ -1,0 +1,202 @@
+//! `eva-host train`: the solver alone, on a preference JSONL file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use eva_engine::{Adaptation, LoraConfig};
+use eva_solver::{AdamWConfig, Decay, PreferenceLoss, SolverConfig, TokenizedPair, Trainer};
+
+use crate::model_cmd::ModelArgs;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Preference pairs, JSONL: {"prompt", "chosen", "rejected"}, each a string or a list
+    /// of chat messages (TRL's format).
+    #[arg(long)]
+    pairs: PathBuf,
+    /// Run directory: metrics.jsonl, reference.jsonl, checkpoint/, model/.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue from OUT/checkpoint (same settings) instead of starting over.
+    #[arg(long)]
+    resume: bool,
+    /// dpo, ipo, simpo, orpo or hinge.
+    #[arg(long, default_value = "dpo")]
+    loss: String,
+    /// β of DPO/IPO/SimPO/hinge (default 0.1; SimPO 2.0).
+    #[arg(long)]
+    beta: Option<f64>,
+    /// SimPO's target margin γ (default 1.0).
+    #[arg(long)]
+    gamma: Option<f64>,
+    /// ORPO's weight λ of the odds-ratio term (default 0.1).
+    #[arg(long)]
+    lambda: Option<f64>,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 5e-5)]
+    lr: f64,
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    /// Pairs per forward/backward pass.
+    #[arg(long, default_value_t = 2)]
+    micro_batch: usize,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    grad_accum: usize,
+    #[arg(long, default_value_t = 0.1)]
+    warmup_ratio: f64,
+    /// cosine, linear or constant decay after warm-up.
+    #[arg(long, default_value = "cosine")]
+    decay: String,
+    /// Clip the global gradient norm (0: off).
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f64,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Seed of the data order and of LoRA's initialisation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Checkpoint every N optimizer steps (and at the end).
+    #[arg(long, default_value_t = 10)]
+    checkpoint_every: u64,
+    /// Train every weight instead of LoRA adapters.
+    #[arg(long)]
+    full: bool,
+    #[arg(long, default_value_t = 8)]
+    lora_rank: usize,
+    #[arg(long, default_value_t = 16.0)]
+    lora_alpha: f64,
+    /// Comma-separated projections that get adapters.
+    #[arg(long, default_value = "q_proj,v_proj")]
+    lora_targets: String,
+    /// Save OUT/model as a PEFT adapter instead of merged weights.
+    #[arg(long)]
+    save_adapter: bool,
+}
+
+impl TrainArgs {
+    fn loss(&self) -> Result<PreferenceLoss> {
+        let mut loss = PreferenceLoss::by_name(&self.loss)
+            .with_context(|| format!("unknown loss `{}` (dpo, ipo, simpo, orpo, hinge)", self.loss))?;
+        match &mut loss {
+            PreferenceLoss::Dpo { beta } | PreferenceLoss::Ipo { beta } | PreferenceLoss::Hinge { beta } => {
+                *beta = self.beta.unwrap_or(*beta)
+            }
+            PreferenceLoss::Simpo { beta, gamma } => {
+                *beta = self.beta.unwrap_or(*beta);
+                *gamma = self.gamma.unwrap_or(*gamma);
+            }
+            PreferenceLoss::Orpo { lambda } => *lambda = self.lambda.unwrap_or(*lambda),
+        }
+        Ok(loss)
+    }
+
+    fn solver_config(&self) -> Result<SolverConfig> {
+        let decay = match self.decay.as_str() {
+            "cosine" => Decay::Cosine,
+            "linear" => Decay::Linear,
+            "constant" => Decay::Constant,
+            other => bail!("unknown decay `{other}` (cosine, linear, constant)"),
+        };
+        Ok(SolverConfig {
+            loss: self.loss()?,
+            lr: self.lr,
+            epochs: self.epochs,
+            micro_batch: self.micro_batch,
+            grad_accum: self.grad_accum,
+            warmup_ratio: self.warmup_ratio,
+            decay,
+            max_grad_norm: self.max_grad_norm,
+            adamw: AdamWConfig { weight_decay: self.weight_decay, ..Default::default() },
+            seed: self.seed,
+            checkpoint_every: self.checkpoint_every,
+        })
+    }
+
+    fn adaptation(&self) -> Adaptation {
+        if self.full {
+            return Adaptation::Full;
+        }
+        let targets = self.lora_targets.split(',').map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+        Adaptation::Lora(LoraConfig { rank: self.lora_rank, alpha: self.lora_alpha, targets })
+    }
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let config = args.solver_config()?;
+    let model = args.model.load()?;
+    let pairs = eva_solver::read_pairs(&args.pairs)?;
+    let mut tokenized = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            eva_solver::tokenize(p, &model.tokenizer, model.chat_template.as_ref())
+                .map_err(|e| anyhow::anyhow!("{}: pair {}: {e}", args.pairs.display(), i + 1))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let reference_path = args.out.join("reference.jsonl");
+    if config.loss.needs_reference() {
+        reference_log_probs(&model, &mut tokenized, &reference_path, args.resume)?;
+    }
+    let trainable = model.trainable(args.adaptation(), args.seed).context("building the trainable model")?;
+    let mut trainer = Trainer::new(&trainable, config, tokenized, &args.out)?;
+    if args.resume {
+        if !trainer.resume()? {
+            tracing::warn!("no checkpoint in {}: starting from the beginning", args.out.display());
+        }
+    } else if trainer.checkpoint_dir().exists() {
+        bail!(
+            "{} already holds a checkpoint: pass --resume to continue it, or choose another --out",
+            args.out.display()
+        );
+    }
+    let total = trainer.total_steps();
+    let bar = crate::progress::bar(total, "training", "steps");
+    bar.set_position(trainer.state.step);
+    trainer.run(&mut |m| {
+        bar.set_position(m.step);
+        bar.set_message(format!("training: loss {:.4} margin {:+.3} acc {:.2}", m.loss, m.margin, m.accuracy));
+    })?;
+    bar.finish_and_clear();
+    let out = args.out.join("model");
+    trainable
+        .save_hf(&out, Some(&model.tokenizer), model.chat_template.as_ref(), args.save_adapter)
+        .with_context(|| format!("saving {}", out.display()))?;
+    println!("{}", out.display());
+    Ok(())
+}
+
+/// Reference log-probs are computed once per pair set and kept in the run directory, so
+/// a resumed run uses exactly the same ones.
+fn reference_log_probs(
+    model: &eva_engine::LanguageModel,
+    pairs: &mut [TokenizedPair],
+    path: &Path,
+    resume: bool,
+) -> Result<()> {
+    if resume && path.is_file() {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let saved: Vec<TokenizedPair> = text
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{} is damaged", path.display()))?;
+        if saved.len() != pairs.len()
+            || saved.iter().zip(pairs.iter()).any(|(s, p)| s.prompt != p.prompt || s.chosen != p.chosen)
+        {
+            bail!("{} belongs to other pairs than {}", path.display(), "--pairs");
+        }
+        pairs.clone_from_slice(&saved);
+        return Ok(());
+    }
+    eva_solver::compute_reference(&model.transformer, pairs, 4096)?;
+    let text: String = pairs.iter().map(|p| serde_json::to_string(p).expect("json") + "\n").collect();
+    let tmp = path.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing {}", path.display()))
+}

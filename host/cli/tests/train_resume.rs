@@ -1,0 +1,134 @@
+//! `eva-host train` killed mid-epoch and resumed ends with the same weights as a run that
+//! was never killed (tiny model with the default model's tokenizer and template).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use eva_engine::{Adaptation, Architecture, LanguageModel, ModelConfig, TrainableModel, WeightFormat, Weights};
+
+fn tiny_model(dir: &Path) -> PathBuf {
+    let real = LanguageModel::load(&eva::models::default_model(), WeightFormat::F32).unwrap();
+    let config = ModelConfig {
+        architecture: Architecture::Llama,
+        vocab_size: real.transformer.config.vocab_size,
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_layers: 2,
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 8,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10_000.0,
+        max_position_embeddings: 512,
+        tie_word_embeddings: true,
+        attention_bias: false,
+    };
+    let weights = Weights::random(&config, 1, &candle_core::Device::Cpu).unwrap();
+    let path = dir.join("tiny");
+    TrainableModel::new(&config, &weights, Adaptation::Full, 0)
+        .unwrap()
+        .save_hf(&path, Some(&real.tokenizer), real.chat_template.as_ref(), false)
+        .unwrap();
+    path
+}
+
+fn pairs(dir: &Path) -> PathBuf {
+    let path = dir.join("pairs.jsonl");
+    let lines: String = (0..12)
+        .map(|i| {
+            let j = serde_json::json!({"prompt": format!("Question {i}: what is {i} + {i}?"), "chosen": format!("It is {}.", 2 * i), "rejected": format!("It is {}.", 2 * i + 1)});
+            j.to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+fn train(model: &Path, pairs: &Path, out: &Path, resume: bool) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eva-host"));
+    cmd.args([
+        "train",
+        "--threads",
+        "1",
+        "--full",
+        "--lr",
+        "1e-2",
+        "--epochs",
+        "3",
+        "--micro-batch",
+        "2",
+        "--checkpoint-every",
+        "1",
+        "--seed",
+        "9",
+    ])
+    .arg("--model")
+    .arg(model)
+    .arg("--pairs")
+    .arg(pairs)
+    .arg("--out")
+    .arg(out);
+    if resume {
+        cmd.arg("--resume");
+    }
+    cmd
+}
+
+fn weights(out: &Path) -> Vec<(String, Vec<f32>)> {
+    let t = candle_core::safetensors::load(out.join("model/model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let mut v: Vec<(String, Vec<f32>)> =
+        t.into_iter().map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let pairs = pairs(dir.path());
+
+    let straight = dir.path().join("straight");
+    let out = train(&model, &pairs, &straight, false).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let steps = std::fs::read_to_string(straight.join("metrics.jsonl")).unwrap().lines().count();
+    assert_eq!(steps, 18, "3 epochs x 6 steps");
+
+    // Kill it mid-epoch (after step 8 of 18, in the second epoch).
+    let killed = dir.path().join("killed");
+    let mut child = train(&model, &pairs, &killed, false).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    loop {
+        let done = std::fs::read_to_string(killed.join("metrics.jsonl")).map_or(0, |t| t.lines().count());
+        if done >= 8 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "the run makes no progress");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!killed.join("model").exists(), "killed before the end");
+
+    // Starting over on a run directory with a checkpoint is refused; --resume continues.
+    let refused = train(&model, &pairs, &killed, false).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("pass --resume"));
+    let out = train(&model, &pairs, &killed, true).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let (a, b) = (weights(&straight), weights(&killed));
+    assert_eq!(a.len(), b.len());
+    for ((na, wa), (nb, wb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert!(wa == wb, "{na} differs after resuming");
+    }
+    let metrics = std::fs::read_to_string(killed.join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=18).collect::<Vec<_>>(), "each step logged once");
+}
