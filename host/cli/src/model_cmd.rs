@@ -14,6 +14,15 @@ pub enum ModelCommand {
     Fetch,
     /// Answer prompts with a model, through its chat template (batched, n samples each).
     Generate(GenerateArgs),
+    /// Write a model (default: the embedded one, dequantized to f32) as a Hugging Face
+    /// directory: config.json, model.safetensors, tokenizer.json, tokenizer_config.json.
+    Export {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The directory to write (replaced atomically).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Which model to load and how.
@@ -87,6 +96,14 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
             Ok(())
         }
         ModelCommand::Generate(args) => generate(args),
+        ModelCommand::Export { model, out } => {
+            let m = model.load()?;
+            let full = m.trainable(eva_engine::Adaptation::Full, 0)?;
+            full.save_hf(&out, Some(&m.tokenizer), m.chat_template.as_ref(), false)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!("{}", out.display());
+            Ok(())
+        }
     }
 }
 
