@@ -116,7 +116,7 @@ fn llama_cpp_bench(model: &Path, threads: usize) -> (f64, f64) {
     if !dir.join("node_modules/node-llama-cpp").is_dir() {
         let ok =
             Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"]).current_dir(&dir).status();
-        assert!(ok.is_ok_and(|s| s.success()), "npm ci in {}", dir.display());
+        assert!(ok.is_ok_and(|s| s.success()), "npm install in {}", dir.display());
     }
     let m = LanguageModel::load(model, WeightFormat::Native).unwrap();
     let prompt = long_prompt(&m, 480);
