@@ -205,7 +205,7 @@ impl<'m> Trainer<'m> {
                 metrics.step = self.state.step;
                 self.log(&metrics)?;
                 on_step(&metrics);
-                if self.state.step % self.config.checkpoint_every.max(1) == 0 {
+                if self.state.step.is_multiple_of(self.config.checkpoint_every.max(1)) {
                     self.save_checkpoint()?;
                 }
             }
