@@ -185,10 +185,11 @@ fn reference_log_probs(
             .map(serde_json::from_str)
             .collect::<Result<_, _>>()
             .with_context(|| format!("{} is damaged", path.display()))?;
-        if saved.len() != pairs.len()
-            || saved.iter().zip(pairs.iter()).any(|(s, p)| s.prompt != p.prompt || s.chosen != p.chosen)
-        {
-            bail!("{} belongs to other pairs than {}", path.display(), "--pairs");
+        let same = |s: &TokenizedPair, p: &TokenizedPair| {
+            s.prompt == p.prompt && s.chosen == p.chosen && s.rejected == p.rejected
+        };
+        if saved.len() != pairs.len() || !saved.iter().zip(pairs.iter()).all(|(s, p)| same(s, p)) {
+            bail!("{} was computed for other pairs than the --pairs file: use another --out", path.display());
         }
         pairs.clone_from_slice(&saved);
         return Ok(());

@@ -13,23 +13,26 @@ fn eva_host(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Two prompts, two samples each, fixed seed.
+const SEEDED_RUN: [&str; 13] = [
+    "model",
+    "generate",
+    "--threads",
+    "1",
+    "-n",
+    "2",
+    "--max-new-tokens",
+    "16",
+    "--seed",
+    "5",
+    "--json",
+    "What is the capital of France?",
+    "Name a colour.",
+];
+
 #[test]
 fn generates_n_samples_per_prompt_as_json() {
-    let (ok, text) = eva_host(&[
-        "model",
-        "generate",
-        "--threads",
-        "1",
-        "-n",
-        "2",
-        "--max-new-tokens",
-        "16",
-        "--seed",
-        "5",
-        "--json",
-        "What is the capital of France?",
-        "Name a colour.",
-    ]);
+    let (ok, text) = eva_host(&SEEDED_RUN);
     assert!(ok, "{text}");
     let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2, "{text}");
@@ -44,21 +47,7 @@ fn generates_n_samples_per_prompt_as_json() {
         }
     }
     // The same seed gives the same samples.
-    let (_, again) = eva_host(&[
-        "model",
-        "generate",
-        "--threads",
-        "1",
-        "-n",
-        "2",
-        "--max-new-tokens",
-        "16",
-        "--seed",
-        "5",
-        "--json",
-        "What is the capital of France?",
-        "Name a colour.",
-    ]);
+    let (_, again) = eva_host(&SEEDED_RUN);
     assert_eq!(text, again);
 }
 

@@ -191,6 +191,14 @@ impl<'m> Trainer<'m> {
         let _span = tracing::info_span!("solver", pairs = self.pairs.len(), steps = self.total_steps()).entered();
         let total = self.total_steps();
         let warmup = (self.config.warmup_ratio * total as f64).ceil() as u64;
+        if self.state.step == 0 {
+            // A run from the start owns no earlier metrics (say, of a run killed before
+            // its first checkpoint).
+            let path = self.metrics_path();
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|source| SolverError::Io { path, source })?;
+            }
+        }
         while self.state.epoch < self.config.epochs {
             let order = epoch_order(self.config.seed, self.state.epoch, self.pairs.len());
             while self.state.position < order.len() {
