@@ -16,6 +16,7 @@
 //! The engine knows nothing of WebAssembly: the plugin runtime reaches it through the
 //! host binary.
 
+pub mod atomic;
 mod chat;
 mod config;
 mod error;

@@ -188,6 +188,11 @@ impl Transformer {
         if offset + t > self.cos.dim(0)? {
             candle_core::bail!("{} positions exceed the model's {}", offset + t, self.cos.dim(0)?);
         }
+        if let Some(c) = &cache
+            && offset + t > c.capacity
+        {
+            candle_core::bail!("KV cache of {} positions is full", c.capacity);
+        }
         let mask = self.mask(b, t, offset, cache.as_ref().map(|c| c.pad.as_slice()))?;
         let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -202,9 +207,6 @@ impl Transformer {
             x = (x1 + h)?;
         }
         if let Some(c) = cache {
-            if offset + t > c.capacity {
-                candle_core::bail!("KV cache of {} positions is full", c.capacity);
-            }
             c.len = offset + t;
             x = x.narrow(1, t - 1, 1)?.squeeze(1)?;
         } else if from > 0 {

@@ -135,7 +135,7 @@ impl TrainableModel {
         }
     }
 
-    /// Write a Hugging Face directory (atomically: into a sibling, then renamed).
+    /// Write a Hugging Face directory (atomically: into a sibling, then swapped in).
     /// LoRA is merged unless `adapter_only`, which writes a PEFT adapter instead.
     pub fn save_hf(
         &self,
@@ -200,12 +200,8 @@ impl TrainableModel {
                 }),
             )?;
         }
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(io(dir))?;
-        }
         let kept = tmp.keep();
-        std::fs::rename(&kept, dir).map_err(io(dir))?;
-        Ok(())
+        crate::atomic::swap_dir(&kept, dir).map_err(io(dir))
     }
 }
 

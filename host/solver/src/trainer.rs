@@ -337,14 +337,7 @@ impl<'m> Trainer<'m> {
         let state_path = tmp.path().join("state.json");
         std::fs::write(&state_path, serde_json::to_string_pretty(&state).expect("json")).map_err(io(&state_path))?;
         let kept = tmp.keep();
-        let old = self.out.join("checkpoint.old");
-        if dir.exists() {
-            let _ = std::fs::remove_dir_all(&old);
-            std::fs::rename(&dir, &old).map_err(io(&dir))?;
-        }
-        std::fs::rename(&kept, &dir).map_err(io(&dir))?;
-        let _ = std::fs::remove_dir_all(&old);
-        Ok(())
+        eva_engine::atomic::swap_dir(&kept, &dir).map_err(io(&dir))
     }
 
     /// Continue from `OUT/checkpoint` if there is one; returns whether it did. Metrics
@@ -353,7 +346,7 @@ impl<'m> Trainer<'m> {
         let mut dir = self.checkpoint_dir();
         if !dir.join("state.json").is_file() {
             // Killed between the two renames of a checkpoint swap.
-            dir = self.out.join("checkpoint.old");
+            dir = eva_engine::atomic::backup_of(&dir);
             if !dir.join("state.json").is_file() {
                 return Ok(false);
             }
