@@ -16,8 +16,13 @@ pub mod harness;
 pub mod models;
 
 /// The first-party plugins, by crate name.
-pub const FIRST_PARTY: [&str; 4] =
-    ["eva-plugin-regret", "eva-plugin-weighted-sampler", "eva-plugin-evol-instruct", "eva-plugin-max-min-pairing"];
+pub const FIRST_PARTY: [&str; 5] = [
+    "eva-plugin-regret",
+    "eva-plugin-weighted-sampler",
+    "eva-plugin-evol-instruct",
+    "eva-plugin-max-min-pairing",
+    "eva-plugin-rule-reward",
+];
 
 /// Fixtures built for `wasm32-unknown-unknown`.
 pub const FIXTURES: [&str; 2] = ["eva-fixture-hostile-info", "eva-fixture-hostile-sampler"];

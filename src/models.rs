@@ -90,3 +90,47 @@ pub fn llama_cpp(request: serde_json::Value) -> serde_json::Value {
     assert!(out.status.success(), "llama.cpp reference failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("the reference answers JSON")
 }
+
+/// Write a tiny random llama `LlamaForSequenceClassification` reward model (one score
+/// label) with the default model's tokenizer and chat template into `dir`, the same bytes
+/// on every run. Its `pad_token_id` is the newline token, which every ChatML conversation
+/// ends with, so the "last token that is not padding" rule is exercised. The expected
+/// scores in `tests/reference/transformers/classifier.json` were computed from this
+/// directory by `transformers` (see `classifier.py` there).
+pub fn write_tiny_classifier(dir: &std::path::Path) -> PathBuf {
+    use eva_engine::{Adaptation, Architecture, Head, LanguageModel, ModelConfig, TrainableModel, WeightFormat, Weights};
+    let real = LanguageModel::load(&default_model(), WeightFormat::F32).unwrap();
+    let config = ModelConfig {
+        architecture: Architecture::Llama,
+        vocab_size: real.transformer.config.vocab_size,
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_layers: 2,
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 8,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10_000.0,
+        max_position_embeddings: 2048,
+        tie_word_embeddings: false,
+        attention_bias: false,
+        head: Head::Score { labels: 1 },
+    };
+    let random = Weights::random(&config, 11, &candle_core::Device::Cpu).unwrap();
+    // At std 0.02 every input scores about the same; scale so that inputs differ.
+    let scaled = random.tensors.into_iter().map(|(n, t)| {
+        let t = if n.ends_with("norm.weight") { t } else { (t * 10.0).unwrap() };
+        (n, t)
+    });
+    let weights = Weights::from_tensors(scaled.collect(), random.source);
+    let path = dir.join("tiny-classifier");
+    TrainableModel::new(&config, &weights, Adaptation::Full, 0)
+        .unwrap()
+        .save_hf(&path, Some(&real.tokenizer), real.chat_template.as_ref(), false)
+        .unwrap();
+    let config_path = path.join("config.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    json["pad_token_id"] = real.tokenizer.encode("\n").unwrap()[0].into();
+    std::fs::write(&config_path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    path
+}

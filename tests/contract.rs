@@ -33,7 +33,7 @@ fn load_bytes(bytes: &[u8]) -> Error {
 #[test]
 fn another_minor_version_is_refused_naming_both() {
     let err = load_bytes(&component_exporting(&["eva:plugin/info@0.2.0"]));
-    assert_eq!(err.to_string(), "test.wasm was built for eva:plugin@0.2.0, but this host supports eva:plugin@0.1.0");
+    assert_eq!(err.to_string(), "test.wasm was built for eva:plugin@0.2.0, but this host supports eva:plugin@0.1.1");
 }
 
 #[test]

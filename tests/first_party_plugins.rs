@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex};
 
 use eva::harness::*;
 use eva_plugin_runtime::{
-    Error, Evolver, GenerateRequest, Generator, InfoMetric, Pairing, PluginOptions, Preference, PromptResponses,
-    ReportedError, Role, Sampler, ScoredResponse,
+    Error, Evolver, Exchange, GenerateRequest, Generator, InfoMetric, Pairing, PluginOptions, Preference,
+    PromptResponses, ReportedError, RewardModel, Role, Sampler, ScoredResponse,
 };
 
 #[test]
@@ -181,7 +181,52 @@ fn roles_are_detected_from_exports() {
         ("eva-plugin-weighted-sampler", Role::Sampler),
         ("eva-plugin-evol-instruct", Role::Evolver),
         ("eva-plugin-max-min-pairing", Role::Pairing),
+        ("eva-plugin-rule-reward", Role::Reward),
     ] {
         assert_eq!(load(name, PluginOptions::default()).role(), role, "{name}");
     }
+}
+
+#[test]
+fn rule_reward_in_wasm_and_behind_the_scorer() {
+    let options = with_config(&[("max-words", "4"), ("required", "paris"), ("format", "one-line")]);
+    let mut reward = RewardModel::new(load("eva-plugin-rule-reward", options)).unwrap();
+    let ask = |answer: &str| Exchange { prompt: prompt("p", "Where is the Louvre?"), response: answer.into() };
+    // length, keyword and format rules: all met; the keyword missing; eight words on two lines.
+    let got = reward.rate_batch(&[ask("In Paris."), ask("In France."), ask("It is in Paris,\nFrance, a big city.")]).unwrap();
+    assert_eq!(got, [1.0, 2.0 / 3.0, (4.0 / 8.0 + 1.0 + 0.0) / 3.0]);
+    assert_eq!(reward.rate(&ask("In Paris.")).unwrap(), 1.0);
+
+    // The host refuses an empty answer before the plugin sees it, naming the call.
+    let err = reward.rate(&ask(" ")).unwrap_err();
+    assert!(err.to_string().contains("answer 0 (prompt `p`) is empty"), "{err}");
+    let err = engine()
+        .load(&eva::component("eva-plugin-rule-reward"), with_config(&[("format", "haiku")]))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("format `haiku` is not one of"), "{err}");
+
+    // Through eva-reward's scorer: each distinct answer crosses the boundary once.
+    let plugin = RewardModel::new(load("eva-plugin-rule-reward", PluginOptions::default())).unwrap();
+    let mut scorer = eva_reward::Scorer::new(Box::new(eva_reward::PluginReward::new(plugin)), 16);
+    let item = |a: &str| eva_reward::RewardItem::new(vec![eva_engine::Message::new("user", "q")], a);
+    let rewards = scorer.score(&[item("a b"), item("a b"), item("c")], &mut |_| {}).unwrap();
+    assert_eq!((rewards, scorer.backend_calls()), (vec![1.0, 1.0, 1.0], 2));
+}
+
+#[test]
+fn plugins_built_against_wit_0_1_0_still_load_and_run() {
+    // A max-min-pairing component built by the 0.1.0 SDK, kept as bytes.
+    let path = eva::workspace_root().join("tests/fixtures/compat/max-min-pairing-wit-0.1.0.wasm");
+    let plugin = engine().load(&path, PluginOptions::default()).unwrap();
+    assert!(plugin.imports().iter().any(|i| i == "eva:plugin/log@0.1.0"), "{:?}", plugin.imports());
+    let mut pairing = Pairing::new(plugin).unwrap();
+    let item = PromptResponses {
+        prompt: prompt("p", "q"),
+        responses: [0.2, 0.9, 0.1]
+            .iter()
+            .map(|&r| ScoredResponse { text: "a".into(), reward: r, tokens: 1 })
+            .collect(),
+    };
+    assert_eq!(pairing.pair(&item).unwrap(), [Preference { chosen: 1, rejected: 2 }]);
 }

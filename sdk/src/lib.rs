@@ -1,7 +1,7 @@
 //! Write eva policy plugins in Rust.
 //!
 //! An eva plugin is a WebAssembly component that plays one role of the eva loop: an
-//! info metric, a sampler, an evolver or a pairing policy (the worlds of the
+//! info metric, a sampler, an evolver, a pairing policy or a reward (the worlds of the
 //! `eva:plugin` WIT package in `wit/`). This crate hides the bindings: implement
 //! [`Plugin`] (metadata and configuration) and the trait of your role, then export it
 //! with the role's macro.
@@ -53,6 +53,7 @@ pub use bindings::common::eva::plugin::types::{
 pub use bindings::evolver::exports::eva::plugin::evolve::Evolved;
 pub use bindings::info_metric::exports::eva::plugin::info::PromptRewards;
 pub use bindings::pairing::exports::eva::plugin::pair::{Preference, PromptResponses, Response};
+pub use bindings::reward::exports::eva::plugin::rate::Exchange;
 
 /// Logging into the host's trace log, under the plugin's name.
 pub mod log {
@@ -162,6 +163,17 @@ pub trait Pairing: Plugin {
     }
 }
 
+/// A reward backend: rule-based or verifiable rewards.
+pub trait Reward: Plugin {
+    /// The reward of one answer; finite, larger is better.
+    fn rate(&mut self, item: &Exchange) -> Result<f64, PluginError>;
+
+    /// Many answers; by default `rate` for each.
+    fn rate_batch(&mut self, items: &[Exchange]) -> Result<Vec<f64>, PluginError> {
+        items.iter().map(|item| self.rate(item)).collect()
+    }
+}
+
 /// The `describe` and `configure` functions every role's interface begins with.
 #[doc(hidden)]
 #[macro_export]
@@ -258,6 +270,28 @@ macro_rules! export_pairing {
                 }
             }
     $crate::bindings::pairing::__eva_export_pairing_world!(__EvaExport with_types_in $crate::bindings::pairing);
+        };
+    };
+}
+
+/// Export a type implementing [`Reward`] as this component's reward.
+#[macro_export]
+macro_rules! export_reward {
+    ($ty:ty) => {
+        const _: () = {
+            struct __EvaExport;
+            impl $crate::bindings::reward::exports::eva::plugin::rate::Guest for __EvaExport {
+                $crate::__eva_plugin_functions!($ty);
+                fn rate(item: $crate::Exchange) -> ::std::result::Result<f64, $crate::PluginError> {
+                    $crate::__private::with::<$ty, _>(|p| $crate::Reward::rate(p, &item))
+                }
+                fn rate_batch(
+                    items: ::std::vec::Vec<$crate::Exchange>,
+                ) -> ::std::result::Result<::std::vec::Vec<f64>, $crate::PluginError> {
+                    $crate::__private::with::<$ty, _>(|p| $crate::Reward::rate_batch(p, &items))
+                }
+            }
+            $crate::bindings::reward::__eva_export_reward_world!(__EvaExport with_types_in $crate::bindings::reward);
         };
     };
 }

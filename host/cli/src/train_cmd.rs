@@ -196,8 +196,5 @@ fn reference_log_probs(
     }
     eva_solver::compute_reference(&model.transformer, pairs, 4096)?;
     let text: String = pairs.iter().map(|p| serde_json::to_string(p).expect("json") + "\n").collect();
-    let tmp = path.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .with_context(|| format!("writing {}", path.display()))
+    eva_engine::atomic::write_file(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }

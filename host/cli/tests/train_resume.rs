@@ -23,6 +23,7 @@ fn tiny_model(dir: &Path) -> PathBuf {
         max_position_embeddings: 512,
         tie_word_embeddings: true,
         attention_bias: false,
+        head: eva_engine::Head::LanguageModel,
     };
     let weights = Weights::random(&config, 1, &candle_core::Device::Cpu).unwrap();
     let path = dir.join("tiny");

@@ -1,4 +1,5 @@
-//! Replacing a directory without a moment where neither the old nor the new one exists.
+//! Writing files and replacing directories so that a kill at any moment leaves either
+//! the old or the new version, never a torn one.
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,17 @@ pub fn swap_dir(new: &Path, dir: &Path) -> std::io::Result<()> {
     if old.exists() {
         std::fs::remove_dir_all(&old)?;
     }
+    Ok(())
+}
+
+/// Write `bytes` to `path` through a temporary sibling that is synced and renamed over it.
+pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".eva-write-").tempfile_in(parent)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 

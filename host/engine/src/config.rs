@@ -45,6 +45,29 @@ impl Architecture {
     }
 }
 
+/// What the last hidden state is projected to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Head {
+    /// Next-token logits over the vocabulary (`lm_head`, or the tied embedding).
+    #[default]
+    LanguageModel,
+    /// A `*ForSequenceClassification` model: `labels` scores from the `score` projection
+    /// (no bias), of which a reward model reads the last real token's.
+    Score { labels: usize },
+}
+
+impl Head {
+    /// The projection's weight name (without `.weight`) and its output size.
+    pub fn projection(self, config: &ModelConfig) -> (&'static str, usize) {
+        match self {
+            Head::LanguageModel if config.tie_word_embeddings => ("model.embed_tokens", config.vocab_size),
+            Head::LanguageModel => ("lm_head", config.vocab_size),
+            Head::Score { labels } => ("score", labels),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
     pub architecture: Architecture,
@@ -61,6 +84,8 @@ pub struct ModelConfig {
     pub tie_word_embeddings: bool,
     /// Llama models may carry biases on q/k/v/o (`attention_bias`); qwen2 always does on q/k/v.
     pub attention_bias: bool,
+    #[serde(default)]
+    pub head: Head,
 }
 
 /// The fields of a Hugging Face `config.json` the engine reads.
@@ -85,6 +110,22 @@ struct HfConfig {
     attention_bias: bool,
     #[serde(default)]
     rope_scaling: Option<serde_json::Value>,
+    #[serde(default)]
+    architectures: Vec<String>,
+    num_labels: Option<usize>,
+    id2label: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl HfConfig {
+    fn head(&self) -> Head {
+        if !self.architectures.iter().any(|a| a.ends_with("ForSequenceClassification")) {
+            return Head::LanguageModel;
+        }
+        // transformers writes `id2label` and derives the label count from it; 2 is its
+        // default when neither is given.
+        let labels = self.id2label.as_ref().map(|m| m.len()).or(self.num_labels).unwrap_or(2);
+        Head::Score { labels }
+    }
 }
 
 fn default_rope_theta() -> f64 {
@@ -122,6 +163,7 @@ impl ModelConfig {
             max_position_embeddings: hf.max_position_embeddings,
             tie_word_embeddings: hf.tie_word_embeddings,
             attention_bias: hf.attention_bias || architecture.qkv_bias(),
+            head: hf.head(),
         };
         config.check(path)?;
         Ok(config)
@@ -163,6 +205,7 @@ impl ModelConfig {
             max_position_embeddings: int("context_length").unwrap_or(4096),
             tie_word_embeddings: !has_output,
             attention_bias: architecture.qkv_bias(),
+            head: Head::LanguageModel,
         };
         config.check(path)?;
         Ok(config)
@@ -187,13 +230,17 @@ impl ModelConfig {
 
     /// The Hugging Face `config.json` this shape is written as.
     pub fn to_hf_json(&self, bos: Option<u32>, eos: &[u32]) -> serde_json::Value {
-        let (class, model_type) = match self.architecture {
-            Architecture::Llama => ("LlamaForCausalLM", "llama"),
-            Architecture::Qwen2 => ("Qwen2ForCausalLM", "qwen2"),
-            Architecture::Qwen3 => ("Qwen3ForCausalLM", "qwen3"),
+        let (family, model_type) = match self.architecture {
+            Architecture::Llama => ("Llama", "llama"),
+            Architecture::Qwen2 => ("Qwen2", "qwen2"),
+            Architecture::Qwen3 => ("Qwen3", "qwen3"),
         };
-        serde_json::json!({
-            "architectures": [class],
+        let (task, labels) = match self.head {
+            Head::LanguageModel => ("CausalLM", None),
+            Head::Score { labels } => ("SequenceClassification", Some(labels)),
+        };
+        let mut json = serde_json::json!({
+            "architectures": [format!("{family}For{task}")],
             "model_type": model_type,
             "vocab_size": self.vocab_size,
             "hidden_size": self.hidden_size,
@@ -211,6 +258,11 @@ impl ModelConfig {
             "torch_dtype": "float32",
             "bos_token_id": bos,
             "eos_token_id": if eos.len() == 1 { serde_json::json!(eos[0]) } else { serde_json::json!(eos) },
-        })
+        });
+        if let Some(labels) = labels {
+            json["num_labels"] = labels.into();
+            json["id2label"] = (0..labels).map(|i| (i.to_string(), serde_json::Value::from(format!("LABEL_{i}")))).collect();
+        }
+        json
     }
 }

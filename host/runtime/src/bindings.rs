@@ -1,7 +1,7 @@
 //! Host bindings generated from the contract in `wit/`.
 //!
 //! They are generated for the `host` world, the union of every role, and each role's
-//! export is looked up on its own, so one set of types serves all four roles.
+//! export is looked up on its own, so one set of types serves every role.
 //! `describe` and `configure` begin every role's interface; [`RoleExports`] calls the
 //! right one for a component.
 
@@ -11,7 +11,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use eva::plugin::{generate, log, random, types};
-pub use exports::eva::plugin::{evolve, info, pair, sample};
+pub use exports::eva::plugin::{evolve, info, pair, rate, sample};
 
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
@@ -25,6 +25,7 @@ pub(crate) enum RoleExports {
     Sample(sample::GuestIndices),
     Evolve(evolve::GuestIndices),
     Pair(pair::GuestIndices),
+    Rate(rate::GuestIndices),
 }
 
 /// Run the same expression over whichever role's guest the component exports.
@@ -44,6 +45,10 @@ macro_rules! each_role {
                 $body
             }
             RoleExports::Pair(ix) => {
+                let $guest = ix.load(&mut *$store, $instance)?;
+                $body
+            }
+            RoleExports::Rate(ix) => {
                 let $guest = ix.load(&mut *$store, $instance)?;
                 $body
             }
@@ -72,7 +77,7 @@ macro_rules! role_guest {
     };
 }
 
-role_guest!(info: Info => info, sample: Sample => sample, evolve: Evolve => evolve, pair: Pair => pair);
+role_guest!(info: Info => info, sample: Sample => sample, evolve: Evolve => evolve, pair: Pair => pair, rate: Rate => rate);
 
 impl RoleExports {
     pub(crate) fn new(role: Role, pre: &InstancePre<State>) -> wasmtime::Result<Self> {
@@ -81,6 +86,7 @@ impl RoleExports {
             Role::Sampler => RoleExports::Sample(sample::GuestIndices::new(pre)?),
             Role::Evolver => RoleExports::Evolve(evolve::GuestIndices::new(pre)?),
             Role::Pairing => RoleExports::Pair(pair::GuestIndices::new(pre)?),
+            Role::Reward => RoleExports::Rate(rate::GuestIndices::new(pre)?),
         })
     }
 

@@ -1,9 +1,9 @@
 //! Conversions between the runtime's plain types and the generated WIT bindings.
 
-use crate::bindings::{info, pair, types};
+use crate::bindings::{info, pair, rate, types};
 use crate::config::{ConfigField, ConfigKind, ConfigValue, Metadata};
 use crate::error::ReportedError;
-use crate::types::{ChatMessage, Evolved, Preference, Prompt, PromptResponses, PromptRewards};
+use crate::types::{ChatMessage, Evolved, Exchange, Preference, Prompt, PromptResponses, PromptRewards};
 
 pub(crate) fn message(m: &ChatMessage) -> types::Message {
     types::Message { role: m.role.clone(), content: m.content.clone() }
@@ -30,6 +30,10 @@ pub(crate) fn prompt_responses(p: &PromptResponses) -> pair::PromptResponses {
             .map(|r| pair::Response { text: r.text.clone(), reward: r.reward, tokens: r.tokens })
             .collect(),
     }
+}
+
+pub(crate) fn exchange(e: &Exchange) -> rate::Exchange {
+    rate::Exchange { prompt: prompt(&e.prompt), response: e.response.clone() }
 }
 
 pub(crate) fn preference(p: pair::Preference) -> Preference {

@@ -7,7 +7,7 @@ use crate::convert;
 use crate::error::Result;
 use crate::plugin::Plugin;
 use crate::role::Role;
-use crate::types::{Evolved, Generator, Preference, Prompt, PromptResponses, PromptRewards};
+use crate::types::{Evolved, Exchange, Generator, Preference, Prompt, PromptResponses, PromptRewards};
 use crate::validate;
 
 macro_rules! handle {
@@ -52,6 +52,10 @@ handle!(
 handle!(
     /// The solver's pair step: builds preference pairs from scored answers.
     Pairing, Role::Pairing
+);
+handle!(
+    /// A reward backend: rates each answer to a prompt.
+    RewardModel, Role::Reward
 );
 
 impl InfoMetric {
@@ -140,5 +144,29 @@ impl Pairing {
             pairs.into_iter().map(|l| l.into_iter().map(convert::preference).collect()).collect();
         validate::preferences(&pairs, items).map_err(|r| self.plugin.invalid_output("pair-batch", r))?;
         Ok(pairs)
+    }
+}
+
+impl RewardModel {
+    /// The reward of one answer.
+    pub fn rate(&mut self, item: &Exchange) -> Result<f64> {
+        validate::exchanges(std::slice::from_ref(item)).map_err(|r| self.plugin.invalid_input("rate", r))?;
+        let input = convert::exchange(item);
+        let reward = self.plugin.call_raw("rate", None, true, |store, instance, exports| {
+            exports.rate(store, instance)?.call_rate(store, &input)
+        })?;
+        validate::rewards(&[reward], 1).map_err(|r| self.plugin.invalid_output("rate", r))?;
+        Ok(reward)
+    }
+
+    /// The reward of each answer, in one call across the boundary.
+    pub fn rate_batch(&mut self, items: &[Exchange]) -> Result<Vec<f64>> {
+        validate::exchanges(items).map_err(|r| self.plugin.invalid_input("rate-batch", r))?;
+        let input: Vec<_> = items.iter().map(convert::exchange).collect();
+        let rewards = self.plugin.call_raw("rate-batch", None, true, |store, instance, exports| {
+            exports.rate(store, instance)?.call_rate_batch(store, &input)
+        })?;
+        validate::rewards(&rewards, items.len()).map_err(|r| self.plugin.invalid_output("rate-batch", r))?;
+        Ok(rewards)
     }
 }

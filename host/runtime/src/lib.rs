@@ -5,7 +5,7 @@
 //! - [`PluginEngine`] compiles components (cached on disk by content hash), detects
 //!   each one's role from its exports and links only what that role's world grants.
 //! - [`Plugin`] is a loaded, configured component; [`InfoMetric`], [`Sampler`],
-//!   [`Evolver`] and [`Pairing`] are typed handles over it, one per role.
+//!   [`Evolver`], [`Pairing`] and [`RewardModel`] are typed handles over it, one per role.
 //! - Every call runs in a fresh instance under [`Limits`]: a CPU deadline (epoch
 //!   interruption, counting only the plugin's own time), a memory cap and a budget of
 //!   `generate` requests. A loop, a runaway allocation, a panic or a trap becomes an
@@ -38,13 +38,13 @@ pub use cache::{ComponentCache, digest};
 pub use config::{ConfigField, ConfigKind, ConfigValue, Metadata, RawValue};
 pub use engine::PluginEngine;
 pub use error::{Error, ReportedError, Result, TrapKind};
-pub use handles::{Evolver, InfoMetric, Pairing, Sampler};
+pub use handles::{Evolver, InfoMetric, Pairing, RewardModel, Sampler};
 pub use inspect::Inspection;
 pub use limits::Limits;
 pub use plugin::{Plugin, PluginOptions};
 pub use role::{Role, WIT_PACKAGE, WIT_VERSION};
 pub use state::GUEST_DATA_DIR;
 pub use types::{
-    ChatMessage, Evolved, GenerateRequest, Generator, Preference, Prompt, PromptResponses, PromptRewards,
+    ChatMessage, Evolved, Exchange, GenerateRequest, Generator, Preference, Prompt, PromptResponses, PromptRewards,
     ScoredResponse,
 };

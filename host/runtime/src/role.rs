@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// The WIT package version this host implements.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.1.1";
 
 /// The WIT package every plugin interface lives in.
 pub const WIT_PACKAGE: &str = "eva:plugin";
@@ -20,10 +20,12 @@ pub enum Role {
     Evolver,
     /// World `pairing`, exports `pair`.
     Pairing,
+    /// World `reward`, exports `rate` (since 0.1.1).
+    Reward,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::InfoMetric, Role::Sampler, Role::Evolver, Role::Pairing];
+    pub const ALL: [Role; 5] = [Role::InfoMetric, Role::Sampler, Role::Evolver, Role::Pairing, Role::Reward];
 
     /// The WIT world a plugin of this role targets.
     pub fn world(self) -> &'static str {
@@ -32,6 +34,7 @@ impl Role {
             Role::Sampler => "sampler",
             Role::Evolver => "evolver",
             Role::Pairing => "pairing",
+            Role::Reward => "reward",
         }
     }
 
@@ -42,6 +45,7 @@ impl Role {
             Role::Sampler => "sample",
             Role::Evolver => "evolve",
             Role::Pairing => "pair",
+            Role::Reward => "rate",
         }
     }
 

@@ -64,6 +64,13 @@ pub struct Evolved {
     pub method: String,
 }
 
+/// Input of a reward plugin: one answer and the prompt it answers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Exchange {
+    pub prompt: Prompt,
+    pub response: String,
+}
+
 /// One generation request of the evolver's `generate` import.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateRequest {

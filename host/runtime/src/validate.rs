@@ -54,10 +54,30 @@ pub fn prompt_responses(items: &[PromptResponses]) -> Result<(), String> {
 
 /// One finite score per input.
 pub fn scores(scores: &[f64], expected: usize) -> Result<(), String> {
-    if scores.len() != expected {
-        return Err(format!("{} scores for {expected} prompts", scores.len()));
+    finite_list("score", "prompts", scores, expected)
+}
+
+/// One finite reward per answer.
+pub fn rewards(rewards: &[f64], expected: usize) -> Result<(), String> {
+    finite_list("reward", "answers", rewards, expected)
+}
+
+fn finite_list(what: &str, per: &str, values: &[f64], expected: usize) -> Result<(), String> {
+    if values.len() != expected {
+        return Err(format!("{} {what}s for {expected} {per}", values.len()));
     }
-    scores.iter().enumerate().try_for_each(|(i, s)| finite("score", i, *s))
+    values.iter().enumerate().try_for_each(|(i, v)| finite(what, i, *v))
+}
+
+/// Reward-plugin input: well-formed prompts and non-empty answers.
+pub fn exchanges(items: &[crate::types::Exchange]) -> Result<(), String> {
+    items.iter().enumerate().try_for_each(|(i, e)| {
+        roles(&e.prompt.messages).map_err(|m| format!("answer {i} (prompt `{}`): {m}", e.prompt.id))?;
+        if e.response.trim().is_empty() {
+            return Err(format!("answer {i} (prompt `{}`) is empty", e.prompt.id));
+        }
+        Ok(())
+    })
 }
 
 /// Exactly `count` distinct indices below `n`.
@@ -145,6 +165,8 @@ mod tests {
         assert!(scores(&[1.0, 2.0], 2).is_ok());
         assert_eq!(scores(&[1.0], 2).unwrap_err(), "1 scores for 2 prompts");
         assert_eq!(scores(&[1.0, f64::NAN], 2).unwrap_err(), "score 1 is NaN, not a finite number");
+        assert_eq!(rewards(&[f64::INFINITY], 1).unwrap_err(), "reward 0 is inf, not a finite number");
+        assert_eq!(rewards(&[], 1).unwrap_err(), "0 rewards for 1 answers");
     }
 
     #[test]

@@ -1,0 +1,81 @@
+//! JSONL input files: one JSON object per line, errors naming file and line.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use eva_engine::Message;
+use serde_json::{Map, Value};
+
+/// One object of a JSONL file and its line number (1-based).
+pub struct Row {
+    pub line: usize,
+    pub fields: Map<String, Value>,
+}
+
+/// Every non-blank line of `path` as a JSON object.
+pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(Value::Object(fields)) => rows.push(Row { line: i + 1, fields }),
+            Ok(_) => bail!("{}:{}: not a JSON object", path.display(), i + 1),
+            Err(e) => bail!("{}:{}: not valid JSON: {e}", path.display(), i + 1),
+        }
+    }
+    if rows.is_empty() {
+        bail!("{}: no rows", path.display());
+    }
+    Ok(rows)
+}
+
+/// A row's prompt: `prompt` (a string: one user message) or `messages` (a list of
+/// `{"role", "content"}` ending with a user message).
+pub fn prompt_messages(fields: &Map<String, Value>) -> Result<Vec<Message>, String> {
+    let messages = match (fields.get("prompt"), fields.get("messages")) {
+        (Some(Value::String(p)), None) => vec![Message::new("user", p.as_str())],
+        (Some(_), None) => return Err("`prompt` must be a string".into()),
+        (None, Some(m)) => serde_json::from_value::<Vec<Message>>(m.clone())
+            .map_err(|e| format!("`messages` must be a list of {{\"role\", \"content\"}}: {e}"))?,
+        (Some(_), Some(_)) => return Err("has both `prompt` and `messages`; give one".into()),
+        (None, None) => return Err("has neither `prompt` nor `messages`".into()),
+    };
+    if let Some(m) = messages.iter().find(|m| !matches!(m.role.as_str(), "system" | "user" | "assistant")) {
+        return Err(format!("unknown message role `{}`", m.role));
+    }
+    match messages.last() {
+        None => Err("`messages` is empty".into()),
+        Some(m) if m.role != "user" => Err(format!("the last message is from `{}`, not the user", m.role)),
+        Some(m) if m.content.trim().is_empty() => Err("the prompt is empty".into()),
+        Some(_) => Ok(messages),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(json: &str) -> Map<String, Value> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn prompts_are_strings_or_chats() {
+        assert_eq!(prompt_messages(&fields(r#"{"prompt": "hi"}"#)).unwrap(), [Message::new("user", "hi")]);
+        let chat = r#"{"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]}"#;
+        assert_eq!(prompt_messages(&fields(chat)).unwrap().len(), 2);
+        for (json, err) in [
+            (r#"{"prompt": 3}"#, "`prompt` must be a string"),
+            (r#"{"prompt": "  "}"#, "the prompt is empty"),
+            (r#"{"text": "hi"}"#, "has neither `prompt` nor `messages`"),
+            (r#"{"messages": []}"#, "`messages` is empty"),
+            (r#"{"messages": [{"role": "bot", "content": "x"}]}"#, "unknown message role `bot`"),
+            (r#"{"messages": [{"role": "assistant", "content": "x"}]}"#, "the last message is from `assistant`, not the user"),
+        ] {
+            assert_eq!(prompt_messages(&fields(json)).unwrap_err(), err, "{json}");
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The flags that choose and configure the reward backend, shared by every command that
+//! scores answers.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use eva_engine::{LanguageModel, WeightFormat};
+use eva_plugin_runtime::RewardModel;
+use eva_reward::{Classifier, Judge, JudgeConfig, Normalization, PluginReward, Reward, Scorer};
+
+use crate::plugin_args::PluginArgs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RewardKind {
+    /// An instruct model rates each answer 1-5; the reward is its expected rating.
+    Judge,
+    /// A Hugging Face *ForSequenceClassification reward model.
+    Classifier,
+    /// A Wasm component of the `reward` world (rule-based or verifiable rewards).
+    Plugin,
+}
+
+/// Which reward backend scores answers, and how.
+#[derive(Args, Debug, Clone)]
+pub struct RewardArgs {
+    /// The reward backend.
+    #[arg(long, value_enum, default_value = "judge")]
+    pub reward: RewardKind,
+    /// The judge's model (.gguf or Hugging Face directory; default: the embedded
+    /// SmolLM2-135M-Instruct) or the classifier's Hugging Face directory (required).
+    #[arg(long, value_name = "PATH")]
+    pub reward_model: Option<PathBuf>,
+    /// The reward plugin's component, with `--reward plugin`.
+    #[arg(long, value_name = "FILE.wasm")]
+    pub reward_plugin: Option<PathBuf>,
+    /// Which output of a multi-label classifier head is the reward.
+    #[arg(long, value_name = "INDEX")]
+    pub reward_label: Option<usize>,
+    /// A Jinja template file replacing the judge's rubric; it sees `question` and `answer`
+    /// and should ask for a single digit.
+    #[arg(long, value_name = "FILE")]
+    pub judge_rubric: Option<PathBuf>,
+    /// The judge's top score (2-9): the score tokens are the digits 1..=N.
+    #[arg(long, default_value_t = 5)]
+    pub judge_max_score: u32,
+    /// Reward normalisation: none, or prompt-z (z-score over each prompt's answers).
+    #[arg(long, default_value = "none")]
+    pub normalize: Normalization,
+    /// Answers sent to the backend per call.
+    #[arg(long, default_value_t = 16)]
+    pub reward_batch: usize,
+}
+
+impl RewardArgs {
+    /// Load the backend behind a caching [`Scorer`].
+    pub fn scorer(&self, plugins: &PluginArgs) -> Result<Scorer> {
+        let backend: Box<dyn Reward> = match self.reward {
+            RewardKind::Judge => {
+                let path = match &self.reward_model {
+                    Some(p) => p.clone(),
+                    None => crate::model_cmd::fetch_default()?,
+                };
+                let model = LanguageModel::load(&path, WeightFormat::F32)
+                    .with_context(|| format!("loading the judge {}", path.display()))?;
+                let mut config = JudgeConfig { max_score: self.judge_max_score, ..JudgeConfig::default() };
+                if let Some(file) = &self.judge_rubric {
+                    config.rubric =
+                        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+                }
+                Box::new(Judge::new(model, config)?)
+            }
+            RewardKind::Classifier => {
+                let Some(path) = &self.reward_model else {
+                    bail!("--reward classifier needs --reward-model DIR (a *ForSequenceClassification model)");
+                };
+                Box::new(Classifier::load(path, self.reward_label)?)
+            }
+            RewardKind::Plugin => {
+                let Some(file) = &self.reward_plugin else {
+                    bail!("--reward plugin needs --reward-plugin FILE.wasm");
+                };
+                let settings = plugins.settings()?;
+                let plugin = crate::plugin_engine()?.load_with(file, |name| settings.options(name))?;
+                settings.check_names([plugin.name()])?;
+                Box::new(PluginReward::new(RewardModel::new(plugin)?))
+            }
+        };
+        Ok(Scorer::new(backend, self.reward_batch))
+    }
+}
