@@ -6,13 +6,14 @@ mod plugin_args;
 mod plugin_cmd;
 mod progress;
 mod reward_args;
+mod run_cmd;
 mod score_cmd;
 mod train_cmd;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// eva: open-ended preference fine-tuning by asymmetric self-play.
 #[derive(Parser)]
@@ -37,6 +38,9 @@ enum Command {
     /// Train a model on preference pairs (DPO, IPO, SimPO, ORPO, hinge; LoRA or full),
     /// with checkpoints and `--resume`.
     Train(Box<train_cmd::TrainArgs>),
+    /// Run the eva loop: creator (info, sample, evolve) and solver (pairs, training) for
+    /// each iteration, resumable after any phase.
+    Run(Box<run_cmd::RunArgs>),
     /// Score prompt/answer rows with a reward backend (judge, classifier or plugin) and
     /// write them back with their rewards.
     Score(Box<score_cmd::ScoreArgs>),
@@ -59,12 +63,13 @@ pub fn plugin_engine() -> Result<eva_plugin_runtime::PluginEngine> {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    match run(cli) {
+    match run(cli, &matches) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -73,11 +78,12 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
     match cli.command {
         Command::Plugin(cmd) => plugin_cmd::run(cmd),
         Command::Model(cmd) => model_cmd::run(cmd),
         Command::Train(args) => train_cmd::run(*args),
         Command::Score(args) => score_cmd::run(*args),
+        Command::Run(args) => run_cmd::run(*args, matches.subcommand_matches("run").expect("the run subcommand")),
     }
 }

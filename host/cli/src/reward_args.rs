@@ -11,7 +11,8 @@ use eva_reward::{Classifier, Judge, JudgeConfig, Normalization, PluginReward, Re
 
 use crate::plugin_args::PluginArgs;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RewardKind {
     /// An instruct model rates each answer 1-5; the reward is its expected rating.
     Judge,
@@ -22,7 +23,7 @@ pub enum RewardKind {
 }
 
 /// Which reward backend scores answers, and how.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RewardArgs {
     /// The reward backend.
     #[arg(long, value_enum, default_value = "judge")]

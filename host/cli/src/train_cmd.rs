@@ -1,11 +1,11 @@
 //! `eva-host train`: the solver alone, on a preference JSONL file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use eva_engine::{Adaptation, LoraConfig};
-use eva_solver::{AdamWConfig, Decay, PreferenceLoss, SolverConfig, TokenizedPair, Trainer};
+use eva_solver::{AdamWConfig, Decay, PreferenceLoss, SolverConfig, Trainer};
 
 use crate::model_cmd::ModelArgs;
 
@@ -23,6 +23,16 @@ pub struct TrainArgs {
     /// Continue from OUT/checkpoint (same settings) instead of starting over.
     #[arg(long)]
     resume: bool,
+    #[command(flatten)]
+    solver: SolverArgs,
+    /// Save OUT/model as a PEFT adapter instead of merged weights.
+    #[arg(long)]
+    save_adapter: bool,
+}
+
+/// How the solver trains: loss, optimizer, schedule, LoRA.
+#[derive(Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SolverArgs {
     /// dpo, ipo, simpo, orpo or hinge.
     #[arg(long, default_value = "dpo")]
     loss: String,
@@ -58,7 +68,7 @@ pub struct TrainArgs {
     weight_decay: f64,
     /// Seed of the data order and of LoRA's initialisation.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub seed: u64,
     /// Checkpoint every N optimizer steps (and at the end).
     #[arg(long, default_value_t = 10)]
     checkpoint_every: u64,
@@ -72,12 +82,9 @@ pub struct TrainArgs {
     /// Comma-separated projections that get adapters.
     #[arg(long, default_value = "q_proj,v_proj")]
     lora_targets: String,
-    /// Save OUT/model as a PEFT adapter instead of merged weights.
-    #[arg(long)]
-    save_adapter: bool,
 }
 
-impl TrainArgs {
+impl SolverArgs {
     fn loss(&self) -> Result<PreferenceLoss> {
         let mut loss = PreferenceLoss::by_name(&self.loss)
             .with_context(|| format!("unknown loss `{}` (dpo, ipo, simpo, orpo, hinge)", self.loss))?;
@@ -94,7 +101,7 @@ impl TrainArgs {
         Ok(loss)
     }
 
-    fn solver_config(&self) -> Result<SolverConfig> {
+    pub fn solver_config(&self) -> Result<SolverConfig> {
         let decay = match self.decay.as_str() {
             "cosine" => Decay::Cosine,
             "linear" => Decay::Linear,
@@ -116,7 +123,7 @@ impl TrainArgs {
         })
     }
 
-    fn adaptation(&self) -> Adaptation {
+    pub fn adaptation(&self) -> Adaptation {
         if self.full {
             return Adaptation::Full;
         }
@@ -126,7 +133,7 @@ impl TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let config = args.solver_config()?;
+    let config = args.solver.solver_config()?;
     let model = args.model.load()?;
     let pairs = eva_solver::read_pairs(&args.pairs)?;
     let mut tokenized = pairs
@@ -140,9 +147,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let reference_path = args.out.join("reference.jsonl");
     if config.loss.needs_reference() {
-        reference_log_probs(&model, &mut tokenized, &reference_path, args.resume)?;
+        eva_solver::cached_reference(&model.transformer, &mut tokenized, &reference_path, args.resume)?;
     }
-    let trainable = model.trainable(args.adaptation(), args.seed).context("building the trainable model")?;
+    let trainable = model.trainable(args.solver.adaptation(), args.solver.seed).context("building the trainable model")?;
     let mut trainer = Trainer::new(&trainable, config, tokenized, &args.out)?;
     if args.resume {
         if !trainer.resume()? {
@@ -168,33 +175,4 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .with_context(|| format!("saving {}", out.display()))?;
     println!("{}", out.display());
     Ok(())
-}
-
-/// Reference log-probs are computed once per pair set and kept in the run directory, so
-/// a resumed run uses exactly the same ones.
-fn reference_log_probs(
-    model: &eva_engine::LanguageModel,
-    pairs: &mut [TokenizedPair],
-    path: &Path,
-    resume: bool,
-) -> Result<()> {
-    if resume && path.is_file() {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let saved: Vec<TokenizedPair> = text
-            .lines()
-            .map(serde_json::from_str)
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("{} is damaged", path.display()))?;
-        let same = |s: &TokenizedPair, p: &TokenizedPair| {
-            s.prompt == p.prompt && s.chosen == p.chosen && s.rejected == p.rejected
-        };
-        if saved.len() != pairs.len() || !saved.iter().zip(pairs.iter()).all(|(s, p)| same(s, p)) {
-            bail!("{} was computed for other pairs than the --pairs file: use another --out", path.display());
-        }
-        pairs.clone_from_slice(&saved);
-        return Ok(());
-    }
-    eva_solver::compute_reference(&model.transformer, pairs, 4096)?;
-    let text: String = pairs.iter().map(|p| serde_json::to_string(p).expect("json") + "\n").collect();
-    eva_engine::atomic::write_file(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }

@@ -133,6 +133,40 @@ pub fn compute_reference(
     Ok(())
 }
 
+/// [`compute_reference`], kept in `path` (JSONL): computed once per pair set, so that a
+/// resumed run (`resume`) uses exactly the same reference log-probs. Cached values made
+/// for other pairs are an error, never used.
+pub fn cached_reference(
+    model: &eva_engine::Transformer,
+    pairs: &mut [TokenizedPair],
+    path: &Path,
+    resume: bool,
+) -> Result<()> {
+    let io = |source| SolverError::Io { path: path.to_owned(), source };
+    if resume && path.is_file() {
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        let saved: Vec<TokenizedPair> = text
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| SolverError::Config(format!("{} is damaged: {e}", path.display())))?;
+        let same = |s: &TokenizedPair, p: &TokenizedPair| {
+            s.prompt == p.prompt && s.chosen == p.chosen && s.rejected == p.rejected
+        };
+        if saved.len() != pairs.len() || !saved.iter().zip(pairs.iter()).all(|(s, p)| same(s, p)) {
+            return Err(SolverError::Config(format!(
+                "{} was computed for other pairs: use another output directory",
+                path.display()
+            )));
+        }
+        pairs.clone_from_slice(&saved);
+        return Ok(());
+    }
+    compute_reference(model, pairs, 4096)?;
+    let text: String = pairs.iter().map(|p| serde_json::to_string(p).expect("json") + "\n").collect();
+    eva_engine::atomic::write_file(path, text.as_bytes()).map_err(io)
+}
+
 /// The order of an epoch's pairs: a pure function of (seed, epoch).
 pub fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (epoch as u64 + 1));
