@@ -1,0 +1,154 @@
+//! `eva-host run` end to end on the real default model with the real first-party plugins:
+//! one tiny iteration, the run directory's structure and lineage, a bad seed file, and a
+//! kill during the solver followed by `--resume`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn seeds(dir: &Path, lines: &[&str]) -> PathBuf {
+    let path = dir.join("seeds.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+const SEEDS: [&str; 3] = [
+    r#"{"id": "q1", "prompt": "Suggest a name for a friendly robot."}"#,
+    r#"{"id": "q2", "prompt": "What are three easy ways to save water at home?"}"#,
+    r#"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why is the sky blue?"}]}"#,
+];
+
+/// A tiny but complete configuration: every phase runs, on few tokens.
+fn eva_run(seeds: &Path, out: &Path, extra: &[&str]) -> Command {
+    let model = eva::models::default_model();
+    let plugins_dir = eva::component("eva-plugin-regret").parent().unwrap().to_owned();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eva-host"));
+    cmd.args(["run", "--threads", "1", "--iterations", "1", "--answers", "2", "--max-new-tokens", "12"])
+        .args(["--evolve-max-tokens", "32", "--sample-fraction", "0.34", "--checkpoint-every", "1"])
+        .args(["--micro-batch", "1", "--lr", "1e-4", "--epochs", "2"])
+        .arg("--prompts")
+        .arg(seeds)
+        .arg("--out")
+        .arg(out)
+        .arg("--plugins-dir")
+        .arg(plugins_dir)
+        .args(extra)
+        .env("EVA_CACHE_DIR", model.parent().unwrap().parent().unwrap());
+    cmd
+}
+
+fn rows(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Files of the run directory, without the training checkpoint's internals.
+fn layout(dir: &Path) -> Vec<String> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let rel = e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            if e.path().is_dir() {
+                out.push(format!("{rel}/"));
+                if !rel.ends_with("checkpoint") {
+                    stack.push(e.path());
+                }
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn one_iteration_writes_every_phase_with_traceable_lineage_and_resumes_after_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = seeds(dir.path(), &SEEDS);
+    let full = dir.path().join("full");
+    let out = eva_run(&seeds, &full, &[]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    insta::assert_snapshot!("run_layout", layout(&full).join("\n"));
+
+    // Lineage: selected prompts come from X_1, evolved prompts name a selected parent,
+    // X'_1 holds the kept evolved prompts and buffer prompts from X_1.
+    let it = full.join("iter-1");
+    let x1: Vec<String> = rows(&full.join("seed.jsonl")).iter().map(|p| p["id"].as_str().unwrap().into()).collect();
+    assert_eq!(x1, ["q1", "q2", "seed-3"]);
+    let selected: Vec<String> = rows(&it.join("selected.jsonl")).iter().map(|s| s["id"].as_str().unwrap().into()).collect();
+    assert_eq!(selected.len(), 2, "34 % of 3 prompts, rounded up");
+    assert!(selected.iter().all(|s| x1.contains(s)));
+    let evolved = rows(&it.join("evolved.jsonl"));
+    assert!(!evolved.is_empty(), "the evolver made no prompt");
+    for e in &evolved {
+        assert!(selected.contains(&e["parent"].as_str().unwrap().to_owned()), "{e}");
+        assert!(!e["method"].as_str().unwrap().is_empty());
+    }
+    let next = rows(&it.join("prompts-next.jsonl"));
+    for p in &next {
+        match p["origin"].as_str().unwrap() {
+            "evolved" => assert!(evolved.iter().any(|e| e["id"] == p["id"] && e["kept"] == true && e["parent"] == p["parent"])),
+            "buffer" => assert!(x1.contains(&p["id"].as_str().unwrap().to_owned())),
+            other => panic!("origin {other}"),
+        }
+    }
+    let answers = rows(&it.join("answers.jsonl"));
+    assert!(answers.iter().all(|a| a["answers"].as_array().unwrap().len() == 2));
+    let pairs = rows(&it.join("pairs.jsonl"));
+    for p in &pairs {
+        assert!(next.iter().any(|n| n["id"] == p["id"]));
+        assert!(p["chosen_reward"].as_f64().unwrap() > p["rejected_reward"].as_f64().unwrap());
+    }
+    let metrics = rows(&full.join("metrics.jsonl"));
+    assert_eq!(metrics.len(), 1);
+    assert_eq!(metrics[0]["pairs"].as_u64().unwrap() as usize, pairs.len());
+    let steps = rows(&it.join("train/metrics.jsonl")).len();
+    assert!(steps >= 2, "training ran {steps} steps");
+
+    // The same run, killed once the solver has written a checkpoint, then resumed.
+    let killed = dir.path().join("killed");
+    let mut child = eva_run(&seeds, &killed, &[]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let checkpoint = killed.join("iter-1/train/checkpoint/state.json");
+    while !checkpoint.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first checkpoint");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!killed.join("iter-1/model").exists(), "killed during the solver");
+    let before = std::fs::read(killed.join("iter-1/pairs.jsonl")).unwrap();
+    let resume = Command::new(env!("CARGO_BIN_EXE_eva-host"))
+        .args(["run", "--resume", "--threads", "1", "--out"])
+        .arg(&killed)
+        .env("EVA_CACHE_DIR", eva::models::default_model().parent().unwrap().parent().unwrap())
+        .output()
+        .unwrap();
+    assert!(resume.status.success(), "{}", String::from_utf8_lossy(&resume.stderr));
+    assert_eq!(std::fs::read(killed.join("iter-1/pairs.jsonl")).unwrap(), before, "a finished phase was redone");
+    for file in ["iter-1/pairs.jsonl", "iter-1/prompts-next.jsonl", "metrics.jsonl", "iter-1/model/model.safetensors"] {
+        assert!(std::fs::read(full.join(file)).unwrap() == std::fs::read(killed.join(file)).unwrap(), "{file} differs");
+    }
+    assert_eq!(rows(&killed.join("iter-1/train/metrics.jsonl")).len(), steps, "each step logged once");
+}
+
+#[test]
+fn a_bad_seed_file_is_reported_by_line_before_any_model_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&[SEEDS[0], "{\"prompt\": \"broken"], "seeds.jsonl:2: not valid JSON"),
+        (&[SEEDS[0], SEEDS[1], r#"{"prompt": "   "}"#], "seeds.jsonl:3: the prompt is empty"),
+        (&[r#"{"question": "What is rust?"}"#], "seeds.jsonl:1: has neither `prompt` nor `messages`"),
+        (&[SEEDS[0], SEEDS[0]], "seeds.jsonl:2: the id `q1` is used twice"),
+    ];
+    for (lines, want) in cases {
+        let seeds = seeds(dir.path(), lines);
+        let out = dir.path().join("run");
+        // A model path that does not exist: the seeds must fail first.
+        let result = eva_run(&seeds, &out, &["--model", "/no/such/model.gguf"]).output().unwrap();
+        let err = String::from_utf8_lossy(&result.stderr);
+        assert!(!result.status.success());
+        assert!(err.contains(want), "{want}: {err}");
+        assert!(!out.exists(), "nothing is written for a bad seed file");
+    }
+}
