@@ -98,7 +98,9 @@ pub fn llama_cpp(request: serde_json::Value) -> serde_json::Value {
 /// scores in `tests/reference/transformers/classifier.json` were computed from this
 /// directory by `transformers` (see `classifier.py` there).
 pub fn write_tiny_classifier(dir: &std::path::Path) -> PathBuf {
-    use eva_engine::{Adaptation, Architecture, Head, LanguageModel, ModelConfig, TrainableModel, WeightFormat, Weights};
+    use eva_engine::{
+        Adaptation, Architecture, Head, LanguageModel, ModelConfig, TrainableModel, WeightFormat, Weights,
+    };
     let real = LanguageModel::load(&default_model(), WeightFormat::F32).unwrap();
     let config = ModelConfig {
         architecture: Architecture::Llama,

@@ -193,17 +193,16 @@ fn rule_reward_in_wasm_and_behind_the_scorer() {
     let mut reward = RewardModel::new(load("eva-plugin-rule-reward", options)).unwrap();
     let ask = |answer: &str| Exchange { prompt: prompt("p", "Where is the Louvre?"), response: answer.into() };
     // length, keyword and format rules: all met; the keyword missing; eight words on two lines.
-    let got = reward.rate_batch(&[ask("In Paris."), ask("In France."), ask("It is in Paris,\nFrance, a big city.")]).unwrap();
+    let got =
+        reward.rate_batch(&[ask("In Paris."), ask("In France."), ask("It is in Paris,\nFrance, a big city.")]).unwrap();
     assert_eq!(got, [1.0, 2.0 / 3.0, (4.0 / 8.0 + 1.0 + 0.0) / 3.0]);
     assert_eq!(reward.rate(&ask("In Paris.")).unwrap(), 1.0);
 
     // The host refuses an empty answer before the plugin sees it, naming the call.
     let err = reward.rate(&ask(" ")).unwrap_err();
     assert!(err.to_string().contains("answer 0 (prompt `p`) is empty"), "{err}");
-    let err = engine()
-        .load(&eva::component("eva-plugin-rule-reward"), with_config(&[("format", "haiku")]))
-        .err()
-        .unwrap();
+    let err =
+        engine().load(&eva::component("eva-plugin-rule-reward"), with_config(&[("format", "haiku")])).err().unwrap();
     assert!(err.to_string().contains("format `haiku` is not one of"), "{err}");
 
     // Through eva-reward's scorer: each distinct answer crosses the boundary once.
@@ -223,10 +222,7 @@ fn plugins_built_against_wit_0_1_0_still_load_and_run() {
     let mut pairing = Pairing::new(plugin).unwrap();
     let item = PromptResponses {
         prompt: prompt("p", "q"),
-        responses: [0.2, 0.9, 0.1]
-            .iter()
-            .map(|&r| ScoredResponse { text: "a".into(), reward: r, tokens: 1 })
-            .collect(),
+        responses: [0.2, 0.9, 0.1].iter().map(|&r| ScoredResponse { text: "a".into(), reward: r, tokens: 1 }).collect(),
     };
     assert_eq!(pairing.pair(&item).unwrap(), [Preference { chosen: 1, rejected: 2 }]);
 }

@@ -291,7 +291,7 @@ macro_rules! export_reward {
                     $crate::__private::with::<$ty, _>(|p| $crate::Reward::rate_batch(p, &items))
                 }
             }
-            $crate::bindings::reward::__eva_export_reward_world!(__EvaExport with_types_in $crate::bindings::reward);
+    $crate::bindings::reward::__eva_export_reward_world!(__EvaExport with_types_in $crate::bindings::reward);
         };
     };
 }

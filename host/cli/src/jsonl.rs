@@ -73,7 +73,10 @@ mod tests {
             (r#"{"text": "hi"}"#, "has neither `prompt` nor `messages`"),
             (r#"{"messages": []}"#, "`messages` is empty"),
             (r#"{"messages": [{"role": "bot", "content": "x"}]}"#, "unknown message role `bot`"),
-            (r#"{"messages": [{"role": "assistant", "content": "x"}]}"#, "the last message is from `assistant`, not the user"),
+            (
+                r#"{"messages": [{"role": "assistant", "content": "x"}]}"#,
+                "the last message is from `assistant`, not the user",
+            ),
         ] {
             assert_eq!(prompt_messages(&fields(json)).unwrap_err(), err, "{json}");
         }

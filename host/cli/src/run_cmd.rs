@@ -15,7 +15,10 @@ use anyhow::{Context, Result, bail};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
 use eva_engine::{GenerationParams, LanguageModel, Message, Sampling, WeightFormat};
-use eva_plugin_runtime::{ChatMessage, Evolver, InfoMetric, Pairing, Plugin, Prompt, PromptResponses, PromptRewards, Role, Sampler, ScoredResponse};
+use eva_plugin_runtime::{
+    ChatMessage, Evolver, InfoMetric, Pairing, Plugin, Prompt, PromptResponses, PromptRewards, Role, Sampler,
+    ScoredResponse,
+};
 use eva_reward::{RewardItem, Scorer};
 use rand::{SeedableRng, seq::SliceRandom};
 use serde::{Deserialize, Serialize};
@@ -321,7 +324,8 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         };
 
         // Creator.
-        let answers = store.phase("respond+score", &dir.join("answers.jsonl"), || answer(&prompts, &mut scorer, "answering X_t"))?;
+        let answers = store
+            .phase("respond+score", &dir.join("answers.jsonl"), || answer(&prompts, &mut scorer, "answering X_t"))?;
         let (mut next, selected, evolved) = if s.no_evolve {
             (prompts.clone(), vec![], vec![])
         } else {
@@ -347,7 +351,8 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
                 let by_id: HashMap<&str, &PromptRecord> = prompts.iter().map(|p| (p.id.as_str(), p)).collect();
                 let parents: Vec<&PromptRecord> = selected.iter().map(|i| by_id[i.id.as_str()]).collect();
                 let input: Vec<Prompt> = parents.iter().map(|p| to_plugin_prompt(p)).collect();
-                let generator = Arc::new(EngineGenerator { model: policy.clone(), max_tokens: s.evolve_max_tokens, seed });
+                let generator =
+                    Arc::new(EngineGenerator { model: policy.clone(), max_tokens: s.evolve_max_tokens, seed });
                 let out = evolver.evolve(&input, generator)?;
                 let mut seen_now = std::mem::take(&mut seen);
                 let records = out
@@ -384,10 +389,10 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         // Solver: answers for X'_t (old prompts reuse theirs), pairs, training.
         let known: HashMap<&str, &Answers> = answers.iter().map(|a| (a.id.as_str(), a)).collect();
         let fresh: Vec<PromptRecord> = next.iter().filter(|p| !known.contains_key(p.id.as_str())).cloned().collect();
-        let fresh_answers =
-            store.phase("solve respond+score", &dir.join("solve-answers.jsonl"), || answer(&fresh, &mut scorer, "answering X'_t"))?;
-        let all: HashMap<&str, &Answers> =
-            answers.iter().chain(&fresh_answers).map(|a| (a.id.as_str(), a)).collect();
+        let fresh_answers = store.phase("solve respond+score", &dir.join("solve-answers.jsonl"), || {
+            answer(&fresh, &mut scorer, "answering X'_t")
+        })?;
+        let all: HashMap<&str, &Answers> = answers.iter().chain(&fresh_answers).map(|a| (a.id.as_str(), a)).collect();
         let pairs = store.phase("pair", &dir.join("pairs.jsonl"), || {
             let items: Vec<PromptResponses> = next
                 .iter()
@@ -424,7 +429,8 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         }
 
         let rewards: Vec<f64> = answers.iter().flat_map(|a| a.answers.iter().map(|a| a.reward)).collect();
-        let infos: Vec<f64> = store.read::<Info>(&dir.join("info.jsonl"))?.unwrap_or_default().iter().map(|i| i.info).collect();
+        let infos: Vec<f64> =
+            store.read::<Info>(&dir.join("info.jsonl"))?.unwrap_or_default().iter().map(|i| i.info).collect();
         let words: Vec<usize> =
             next.iter().map(|p| p.messages.last().map_or(0, |m| m.content.split_whitespace().count())).collect();
         let summary = IterationSummary {
@@ -532,7 +538,11 @@ fn respond_and_score(
     let items: Vec<RewardItem> = records
         .iter()
         .zip(&completions)
-        .flat_map(|(p, cs)| cs.iter().filter(|c| !c.text.trim().is_empty()).map(|c| RewardItem::new(p.messages.clone(), c.text.as_str())))
+        .flat_map(|(p, cs)| {
+            cs.iter()
+                .filter(|c| !c.text.trim().is_empty())
+                .map(|c| RewardItem::new(p.messages.clone(), c.text.as_str()))
+        })
         .collect();
     let bar = crate::progress::bar(items.len() as u64, "scoring", "answers");
     let rewards = scorer.score(&items, &mut |n| bar.inc(n as u64))?;
@@ -568,7 +578,10 @@ fn train(
     let metrics_path = out.join("metrics.jsonl");
     let read_losses = |path: &Path| -> Result<Vec<(f64, f64)>> {
         let rows: Vec<serde_json::Value> = RunStore { dir: out.to_owned() }.read(path)?.unwrap_or_default();
-        Ok(rows.iter().map(|r| (r["loss"].as_f64().unwrap_or(f64::NAN), r["margin"].as_f64().unwrap_or(f64::NAN))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r["loss"].as_f64().unwrap_or(f64::NAN), r["margin"].as_f64().unwrap_or(f64::NAN)))
+            .collect())
     };
     if model_dir.is_dir() {
         return read_losses(&metrics_path);

@@ -149,7 +149,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if config.loss.needs_reference() {
         eva_solver::cached_reference(&model.transformer, &mut tokenized, &reference_path, args.resume)?;
     }
-    let trainable = model.trainable(args.solver.adaptation(), args.solver.seed).context("building the trainable model")?;
+    let trainable =
+        model.trainable(args.solver.adaptation(), args.solver.seed).context("building the trainable model")?;
     let mut trainer = Trainer::new(&trainable, config, tokenized, &args.out)?;
     if args.resume {
         if !trainer.resume()? {

@@ -76,7 +76,8 @@ fn one_iteration_writes_every_phase_with_traceable_lineage_and_resumes_after_a_k
     let it = full.join("iter-1");
     let x1: Vec<String> = rows(&full.join("seed.jsonl")).iter().map(|p| p["id"].as_str().unwrap().into()).collect();
     assert_eq!(x1, ["q1", "q2", "seed-3"]);
-    let selected: Vec<String> = rows(&it.join("selected.jsonl")).iter().map(|s| s["id"].as_str().unwrap().into()).collect();
+    let selected: Vec<String> =
+        rows(&it.join("selected.jsonl")).iter().map(|s| s["id"].as_str().unwrap().into()).collect();
     assert_eq!(selected.len(), 2, "34 % of 3 prompts, rounded up");
     assert!(selected.iter().all(|s| x1.contains(s)));
     let evolved = rows(&it.join("evolved.jsonl"));
@@ -88,7 +89,9 @@ fn one_iteration_writes_every_phase_with_traceable_lineage_and_resumes_after_a_k
     let next = rows(&it.join("prompts-next.jsonl"));
     for p in &next {
         match p["origin"].as_str().unwrap() {
-            "evolved" => assert!(evolved.iter().any(|e| e["id"] == p["id"] && e["kept"] == true && e["parent"] == p["parent"])),
+            "evolved" => {
+                assert!(evolved.iter().any(|e| e["id"] == p["id"] && e["kept"] == true && e["parent"] == p["parent"]))
+            }
             "buffer" => assert!(x1.contains(&p["id"].as_str().unwrap().to_owned())),
             other => panic!("origin {other}"),
         }

@@ -261,7 +261,8 @@ impl ModelConfig {
         });
         if let Some(labels) = labels {
             json["num_labels"] = labels.into();
-            json["id2label"] = (0..labels).map(|i| (i.to_string(), serde_json::Value::from(format!("LABEL_{i}")))).collect();
+            json["id2label"] =
+                (0..labels).map(|i| (i.to_string(), serde_json::Value::from(format!("LABEL_{i}")))).collect();
         }
         json
     }

@@ -198,7 +198,12 @@ impl Transformer {
         self.forward_inner(ids, None, Readout::At(positions)).step("model forward")
     }
 
-    fn forward_inner(&self, ids: &Tensor, mut cache: Option<&mut KvCache>, readout: Readout) -> candle_core::Result<Tensor> {
+    fn forward_inner(
+        &self,
+        ids: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        readout: Readout,
+    ) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let offset = cache.as_ref().map_or(0, |c| c.len);
         if offset + t > self.cos.dim(0)? {

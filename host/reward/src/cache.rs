@@ -80,8 +80,8 @@ impl Scorer {
         progress(items.len() - occurrences.values().sum::<usize>());
         for chunk in todo.chunks(self.batch) {
             let batch: Vec<RewardItem> = chunk.iter().map(|&i| items[i].clone()).collect();
-            let _span = tracing::debug_span!("reward call", backend = %self.backend.describe(), items = batch.len())
-                .entered();
+            let _span =
+                tracing::debug_span!("reward call", backend = %self.backend.describe(), items = batch.len()).entered();
             let rewards = self.backend.score(&batch).map_err(|e| e.rebase(|j| chunk[j]))?;
             if rewards.len() != batch.len() {
                 return Err(Error::Config(format!(

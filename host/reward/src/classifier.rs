@@ -80,8 +80,8 @@ impl Classifier {
 /// `pad_token_id` from config.json, as transformers reads it.
 fn read_pad_id(dir: &Path) -> Result<Option<u32>> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::Unusable { path: path.clone(), reason: e.to_string() })?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| Error::Unusable { path: path.clone(), reason: e.to_string() })?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| Error::Unusable { path: path.clone(), reason: e.to_string() })?;
     Ok(json["pad_token_id"].as_u64().map(|p| p as u32))

@@ -16,4 +16,6 @@ pub mod trainer;
 pub use loss::{LossOutput, PairLogProbs, PreferenceLoss};
 pub use optim::{AdamWConfig, Decay};
 pub use pairs::{PreferencePair, Text, TokenizedPair, read_pairs, tokenize};
-pub use trainer::{SolverConfig, SolverError, StepMetrics, TrainState, Trainer, cached_reference, compute_reference, epoch_order};
+pub use trainer::{
+    SolverConfig, SolverError, StepMetrics, TrainState, Trainer, cached_reference, compute_reference, epoch_order,
+};

@@ -145,11 +145,11 @@ pub fn cached_reference(
     let io = |source| SolverError::Io { path: path.to_owned(), source };
     if resume && path.is_file() {
         let text = std::fs::read_to_string(path).map_err(io)?;
-        let saved: Vec<TokenizedPair> = text
-            .lines()
-            .map(serde_json::from_str)
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| SolverError::Config(format!("{} is damaged: {e}", path.display())))?;
+        let saved: Vec<TokenizedPair> =
+            text.lines()
+                .map(serde_json::from_str)
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| SolverError::Config(format!("{} is damaged: {e}", path.display())))?;
         let same = |s: &TokenizedPair, p: &TokenizedPair| {
             s.prompt == p.prompt && s.chosen == p.chosen && s.rejected == p.rejected
         };

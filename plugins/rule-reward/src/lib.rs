@@ -86,7 +86,12 @@ impl Plugin for RuleReward {
             "A rule-based reward: word limits, required and forbidden keywords, and an answer format.",
             vec![
                 field("min-words", ConfigKind::Integer, "1", "answers shorter than this many words lose reward"),
-                field("max-words", ConfigKind::Integer, "0", "answers longer than this many words lose reward (0: no limit)"),
+                field(
+                    "max-words",
+                    ConfigKind::Integer,
+                    "0",
+                    "answers longer than this many words lose reward (0: no limit)"
+                ),
                 field("required", ConfigKind::Text, "", "comma-separated keywords the answer should contain"),
                 field("forbidden", ConfigKind::Text, "", "comma-separated phrases the answer must not contain"),
                 field("format", ConfigKind::Text, "any", "any, bullets, numbered or one-line"),

@@ -52,8 +52,15 @@ mod tests {
     fn exact_and_near_duplicates() {
         let mut seen = Seen::default();
         seen.insert("Write a poem about the sea, with three stanzas and a rhyme scheme.");
-        assert_eq!(seen.duplicate("write a POEM about the sea with three stanzas and a rhyme scheme", 0.8).as_deref(), Some("exact duplicate"));
-        assert!(seen.duplicate("Write a poem about the sea, with three stanzas and a rhyme scheme, please.", 0.8).unwrap().starts_with("near duplicate"));
+        assert_eq!(
+            seen.duplicate("write a POEM about the sea with three stanzas and a rhyme scheme", 0.8).as_deref(),
+            Some("exact duplicate")
+        );
+        assert!(
+            seen.duplicate("Write a poem about the sea, with three stanzas and a rhyme scheme, please.", 0.8)
+                .unwrap()
+                .starts_with("near duplicate")
+        );
         assert_eq!(seen.duplicate("Explain how tides work to a ten-year-old.", 0.8), None);
     }
 }

@@ -32,8 +32,11 @@ impl Generator for EngineGenerator {
             let prompts = same
                 .iter()
                 .map(|&i| {
-                    let messages: Vec<Message> =
-                        requests[i].messages.iter().map(|m| Message::new(m.role.as_str(), m.content.as_str())).collect();
+                    let messages: Vec<Message> = requests[i]
+                        .messages
+                        .iter()
+                        .map(|m| Message::new(m.role.as_str(), m.content.as_str()))
+                        .collect();
                     self.model.chat_prompt(&messages)
                 })
                 .collect::<Result<Vec<_>, _>>()
