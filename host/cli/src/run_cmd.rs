@@ -535,17 +535,19 @@ fn respond_and_score(
     let completions = policy.generate(&prompts, &params, &mut |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
     // An empty answer (EOS at once) cannot be scored; it gets the lowest reward seen.
-    let items: Vec<RewardItem> = records
+    let (items, groups): (Vec<RewardItem>, Vec<usize>) = records
         .iter()
         .zip(&completions)
-        .flat_map(|(p, cs)| {
+        .enumerate()
+        .flat_map(|(i, (p, cs))| {
             cs.iter()
                 .filter(|c| !c.text.trim().is_empty())
-                .map(|c| RewardItem::new(p.messages.clone(), c.text.as_str()))
+                .map(move |c| (RewardItem::new(p.messages.clone(), c.text.as_str()), i))
         })
-        .collect();
+        .unzip();
     let bar = crate::progress::bar(items.len() as u64, "scoring", "answers");
-    let rewards = scorer.score(&items, &mut |n| bar.inc(n as u64))?;
+    let mut rewards = scorer.score(&items, &mut |n| bar.inc(n as u64))?;
+    eva_reward::normalize(s.reward.normalize, &mut rewards, &groups);
     bar.finish_and_clear();
     let floor = rewards.iter().cloned().fold(f64::INFINITY, f64::min);
     let floor = if floor.is_finite() { floor } else { 0.0 };
