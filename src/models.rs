@@ -98,25 +98,13 @@ pub fn llama_cpp(request: serde_json::Value) -> serde_json::Value {
 /// scores in `tests/reference/transformers/classifier.json` were computed from this
 /// directory by `transformers` (see `classifier.py` there).
 pub fn write_tiny_classifier(dir: &std::path::Path) -> PathBuf {
-    use eva_engine::{
-        Adaptation, Architecture, Head, LanguageModel, ModelConfig, TrainableModel, WeightFormat, Weights,
-    };
+    use eva_engine::{Adaptation, Head, LanguageModel, ModelConfig, TrainableModel, WeightFormat, Weights};
     let real = LanguageModel::load(&default_model(), WeightFormat::F32).unwrap();
     let config = ModelConfig {
-        architecture: Architecture::Llama,
-        vocab_size: real.transformer.config.vocab_size,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_layers: 2,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 8,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
         max_position_embeddings: 2048,
         tie_word_embeddings: false,
-        attention_bias: false,
         head: Head::Score { labels: 1 },
+        ..tiny_llama(real.transformer.config.vocab_size)
     };
     let random = Weights::random(&config, 11, &candle_core::Device::Cpu).unwrap();
     // At std 0.02 every input scores about the same; scale so that inputs differ.
@@ -135,4 +123,25 @@ pub fn write_tiny_classifier(dir: &std::path::Path) -> PathBuf {
     json["pad_token_id"] = real.tokenizer.encode("\n").unwrap()[0].into();
     std::fs::write(&config_path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     path
+}
+
+/// A tiny llama shape (2 layers, hidden 32, GQA 4/2) over a real vocabulary, for tests
+/// that need a real tokenizer but no real compute.
+pub fn tiny_llama(vocab_size: usize) -> eva_engine::ModelConfig {
+    eva_engine::ModelConfig {
+        architecture: eva_engine::Architecture::Llama,
+        vocab_size,
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_layers: 2,
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 8,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10_000.0,
+        max_position_embeddings: 512,
+        tie_word_embeddings: true,
+        attention_bias: false,
+        head: eva_engine::Head::LanguageModel,
+    }
 }

@@ -136,7 +136,7 @@ fn resolve(settings: &LoopSettings, file: &Path, matches: &ArgMatches) -> Result
     let map = json.as_object_mut().expect("a map");
     for (key, value) in table {
         let id = key.replace('-', "_");
-        if !map.contains_key(&id) && !LoopSettings::optional_keys().contains(&id.as_str()) {
+        if !map.contains_key(&id) {
             bail!("{}: unknown setting `{key}` (see eva-host run --help)", file.display());
         }
         if matches.value_source(&id) != Some(ValueSource::CommandLine) {
@@ -144,13 +144,6 @@ fn resolve(settings: &LoopSettings, file: &Path, matches: &ArgMatches) -> Result
         }
     }
     serde_json::from_value(json).with_context(|| format!("{}: a setting has the wrong type", file.display()))
-}
-
-impl LoopSettings {
-    /// Keys that are absent from the serialized settings while unset.
-    fn optional_keys() -> [&'static str; 7] {
-        ["beta", "gamma", "lambda", "reward_model", "reward_plugin", "reward_label", "judge_rubric"]
-    }
 }
 
 fn read_seeds(path: &Path) -> Result<Vec<PromptRecord>> {
@@ -303,11 +296,7 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         if summaries.iter().any(|m| m.iteration == t) {
             // Finished earlier: carry its prompts, seen set and policy on.
             prompts = store.read(&next_path)?.context("a finished iteration lacks prompts-next.jsonl")?;
-            for e in store.read::<EvolvedRecord>(&dir.join("evolved.jsonl"))?.unwrap_or_default() {
-                if e.kept {
-                    seen.insert(&e.messages.last().map(|m| m.content.clone()).unwrap_or_default());
-                }
-            }
+            remember_kept(&mut seen, &store.read(&dir.join("evolved.jsonl"))?.unwrap_or_default());
             if model_dir.is_dir() {
                 policy_path = model_dir;
             }
@@ -326,8 +315,8 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         // Creator.
         let answers = store
             .phase("respond+score", &dir.join("answers.jsonl"), || answer(&prompts, &mut scorer, "answering X_t"))?;
-        let (mut next, selected, evolved) = if s.no_evolve {
-            (prompts.clone(), vec![], vec![])
+        let (next, infos, selected, evolved) = if s.no_evolve {
+            (store.phase("mix", &next_path, || Ok(prompts.clone()))?, vec![], vec![], vec![])
         } else {
             let infos = store.phase("info", &dir.join("info.jsonl"), || {
                 let items: Vec<PromptRewards> = prompts
@@ -354,7 +343,8 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
                 let generator =
                     Arc::new(EngineGenerator { model: policy.clone(), max_tokens: s.evolve_max_tokens, seed });
                 let out = evolver.evolve(&input, generator)?;
-                let mut seen_now = std::mem::take(&mut seen);
+                // Variants of this phase are compared with each other too.
+                let mut new = dedup::Seen::default();
                 let records = out
                     .into_iter()
                     .enumerate()
@@ -362,9 +352,10 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
                         let messages: Vec<Message> =
                             e.messages.iter().map(|m| Message::new(m.role.as_str(), m.content.as_str())).collect();
                         let text = &messages.last().expect("validated").content;
-                        let dropped_because = seen_now.duplicate(text, s.dedup_threshold);
+                        let dropped_because =
+                            seen.duplicate(text, s.dedup_threshold).or_else(|| new.duplicate(text, s.dedup_threshold));
                         if dropped_because.is_none() {
-                            seen_now.insert(text);
+                            new.insert(text);
                         }
                         EvolvedRecord {
                             id: format!("t{t}-e{k}"),
@@ -376,15 +367,13 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
                         }
                     })
                     .collect();
-                seen = seen_now;
                 Ok(records)
             })?;
+            // Loaded or computed alike, the kept variants join the seen set.
+            remember_kept(&mut seen, &evolved);
             let next = store.phase("mix", &next_path, || Ok(mix(&prompts, &evolved, s.buffer_fraction, seed)))?;
-            (next, selected, evolved)
+            (next, infos, selected, evolved)
         };
-        if s.no_evolve {
-            next = store.phase("mix", &next_path, || Ok(next))?;
-        }
 
         // Solver: answers for X'_t (old prompts reuse theirs), pairs, training.
         let known: HashMap<&str, &Answers> = answers.iter().map(|a| (a.id.as_str(), a)).collect();
@@ -422,15 +411,14 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
                 })
                 .collect())
         })?;
-        let losses = train(&policy, &pairs, &s.solver, &dir.join("train"), &model_dir)?;
+        let losses = train(&store, &policy, &pairs, &s.solver, &dir.join("train"), &model_dir)?;
         drop(policy);
         if model_dir.is_dir() {
             policy_path = model_dir;
         }
 
         let rewards: Vec<f64> = answers.iter().flat_map(|a| a.answers.iter().map(|a| a.reward)).collect();
-        let infos: Vec<f64> =
-            store.read::<Info>(&dir.join("info.jsonl"))?.unwrap_or_default().iter().map(|i| i.info).collect();
+        let infos: Vec<f64> = infos.iter().map(|i| i.info).collect();
         let words: Vec<usize> =
             next.iter().map(|p| p.messages.last().map_or(0, |m| m.content.split_whitespace().count())).collect();
         let summary = IterationSummary {
@@ -456,6 +444,12 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     }
     println!("{}", policy_path.display());
     Ok(())
+}
+
+fn remember_kept(seen: &mut dedup::Seen, evolved: &[EvolvedRecord]) {
+    for e in evolved.iter().filter(|e| e.kept) {
+        seen.insert(&e.messages.last().map(|m| m.content.clone()).unwrap_or_default());
+    }
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -571,6 +565,7 @@ fn respond_and_score(
 /// Train on the pairs (LoRA by default, checkpoints in `out`, resumable) and save the
 /// merged policy to `model_dir`. Returns each step's (loss, margin).
 fn train(
+    store: &RunStore,
     policy: &LanguageModel,
     pairs: &[PairRecord],
     solver: &SolverArgs,
@@ -579,7 +574,7 @@ fn train(
 ) -> Result<Vec<(f64, f64)>> {
     let metrics_path = out.join("metrics.jsonl");
     let read_losses = |path: &Path| -> Result<Vec<(f64, f64)>> {
-        let rows: Vec<serde_json::Value> = RunStore { dir: out.to_owned() }.read(path)?.unwrap_or_default();
+        let rows: Vec<serde_json::Value> = store.read(path)?.unwrap_or_default();
         Ok(rows
             .iter()
             .map(|r| (r["loss"].as_f64().unwrap_or(f64::NAN), r["margin"].as_f64().unwrap_or(f64::NAN)))
@@ -593,33 +588,17 @@ fn train(
         return Ok(vec![]);
     }
     let _span = tracing::info_span!("solver", pairs = pairs.len()).entered();
-    let mut tokenized = pairs
+    let ids: Vec<&str> = pairs.iter().map(|p| p.id.as_str()).collect();
+    let pairs: Vec<eva_solver::PreferencePair> = pairs
         .iter()
-        .map(|p| {
-            let pair = eva_solver::PreferencePair {
-                prompt: eva_solver::Text::Chat(p.prompt.clone()),
-                chosen: eva_solver::Text::Plain(p.chosen.clone()),
-                rejected: eva_solver::Text::Plain(p.rejected.clone()),
-            };
-            eva_solver::tokenize(&pair, &policy.tokenizer, policy.chat_template.as_ref())
-                .map_err(|e| anyhow::anyhow!("pair for prompt `{}`: {e}", p.id))
+        .map(|p| eva_solver::PreferencePair {
+            prompt: eva_solver::Text::Chat(p.prompt.clone()),
+            chosen: eva_solver::Text::Plain(p.chosen.clone()),
+            rejected: eva_solver::Text::Plain(p.rejected.clone()),
         })
-        .collect::<Result<Vec<_>>>()?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let config = solver.solver_config()?;
-    if config.loss.needs_reference() {
-        eva_solver::cached_reference(&policy.transformer, &mut tokenized, &out.join("reference.jsonl"), true)?;
-    }
-    let trainable = policy.trainable(solver.adaptation(), solver.seed)?;
-    let mut trainer = eva_solver::Trainer::new(&trainable, config, tokenized, out)?;
-    trainer.resume()?;
-    let bar = crate::progress::bar(trainer.total_steps(), "training", "steps");
-    bar.set_position(trainer.state.step);
-    trainer.run(&mut |m| {
-        bar.set_position(m.step);
-        bar.set_message(format!("training: loss {:.4} margin {:+.3}", m.loss, m.margin));
-    })?;
-    bar.finish_and_clear();
+        .collect();
+    let name = |i: usize| format!("pair {} (prompt `{}`)", i + 1, ids[i]);
+    let trainable = crate::train_cmd::train_pairs(policy, &pairs, &name, solver, out, true)?;
     trainable
         .save_hf(model_dir, Some(&policy.tokenizer), policy.chat_template.as_ref(), false)
         .with_context(|| format!("saving {}", model_dir.display()))?;

@@ -1,11 +1,11 @@
 //! `eva-host train`: the solver alone, on a preference JSONL file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use eva_engine::{Adaptation, LoraConfig};
-use eva_solver::{AdamWConfig, Decay, PreferenceLoss, SolverConfig, Trainer};
+use eva_engine::{Adaptation, LanguageModel, LoraConfig, TrainableModel};
+use eva_solver::{AdamWConfig, Decay, PreferenceLoss, PreferencePair, SolverConfig, Trainer};
 
 use crate::model_cmd::ModelArgs;
 
@@ -133,47 +133,63 @@ impl SolverArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let config = args.solver.solver_config()?;
     let model = args.model.load()?;
     let pairs = eva_solver::read_pairs(&args.pairs)?;
-    let mut tokenized = pairs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            eva_solver::tokenize(p, &model.tokenizer, model.chat_template.as_ref())
-                .map_err(|e| anyhow::anyhow!("{}: pair {}: {e}", args.pairs.display(), i + 1))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let reference_path = args.out.join("reference.jsonl");
-    if config.loss.needs_reference() {
-        eva_solver::cached_reference(&model.transformer, &mut tokenized, &reference_path, args.resume)?;
-    }
-    let trainable =
-        model.trainable(args.solver.adaptation(), args.solver.seed).context("building the trainable model")?;
-    let mut trainer = Trainer::new(&trainable, config, tokenized, &args.out)?;
     if args.resume {
-        if !trainer.resume()? {
+        if !args.out.join("checkpoint").exists() {
             tracing::warn!("no checkpoint in {}: starting from the beginning", args.out.display());
         }
-    } else if trainer.checkpoint_dir().exists() {
+    } else if args.out.join("checkpoint").exists() {
         bail!(
             "{} already holds a checkpoint: pass --resume to continue it, or choose another --out",
             args.out.display()
         );
     }
-    let total = trainer.total_steps();
-    let bar = crate::progress::bar(total, "training", "steps");
-    bar.set_position(trainer.state.step);
-    trainer.run(&mut |m| {
-        bar.set_position(m.step);
-        bar.set_message(format!("training: loss {:.4} margin {:+.3} acc {:.2}", m.loss, m.margin, m.accuracy));
-    })?;
-    bar.finish_and_clear();
+    let name = |i: usize| format!("{}: pair {}", args.pairs.display(), i + 1);
+    let trainable = train_pairs(&model, &pairs, &name, &args.solver, &args.out, args.resume)?;
     let out = args.out.join("model");
     trainable
         .save_hf(&out, Some(&model.tokenizer), model.chat_template.as_ref(), args.save_adapter)
         .with_context(|| format!("saving {}", out.display()))?;
     println!("{}", out.display());
     Ok(())
+}
+
+/// Train a copy of `model` on `pairs` in `out` (metrics.jsonl, reference.jsonl,
+/// checkpoint/), continuing its checkpoint when `resume`; `name(i)` names pair i in errors.
+pub fn train_pairs(
+    model: &LanguageModel,
+    pairs: &[PreferencePair],
+    name: &dyn Fn(usize) -> String,
+    solver: &SolverArgs,
+    out: &Path,
+    resume: bool,
+) -> Result<TrainableModel> {
+    let config = solver.solver_config()?;
+    let mut tokenized = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            eva_solver::tokenize(p, &model.tokenizer, model.chat_template.as_ref())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", name(i)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    if config.loss.needs_reference() {
+        eva_solver::cached_reference(&model.transformer, &mut tokenized, &out.join("reference.jsonl"), resume)?;
+    }
+    let trainable = model.trainable(solver.adaptation(), solver.seed).context("building the trainable model")?;
+    let mut trainer = Trainer::new(&trainable, config, tokenized, out)?;
+    if resume {
+        trainer.resume()?;
+    }
+    let bar = crate::progress::bar(trainer.total_steps(), "training", "steps");
+    bar.set_position(trainer.state.step);
+    trainer.run(&mut |m| {
+        bar.set_position(m.step);
+        bar.set_message(format!("training: loss {:.4} margin {:+.3} acc {:.2}", m.loss, m.margin, m.accuracy));
+    })?;
+    bar.finish_and_clear();
+    drop(trainer);
+    Ok(trainable)
 }

@@ -5,26 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use eva_engine::{Adaptation, Architecture, LanguageModel, ModelConfig, TrainableModel, WeightFormat, Weights};
+use eva_engine::{Adaptation, LanguageModel, TrainableModel, WeightFormat, Weights};
 
 fn tiny_model(dir: &Path) -> PathBuf {
     let real = LanguageModel::load(&eva::models::default_model(), WeightFormat::F32).unwrap();
-    let config = ModelConfig {
-        architecture: Architecture::Llama,
-        vocab_size: real.transformer.config.vocab_size,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_layers: 2,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 8,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        max_position_embeddings: 512,
-        tie_word_embeddings: true,
-        attention_bias: false,
-        head: eva_engine::Head::LanguageModel,
-    };
+    let config = eva::models::tiny_llama(real.transformer.config.vocab_size);
     let weights = Weights::random(&config, 1, &candle_core::Device::Cpu).unwrap();
     let path = dir.join("tiny");
     TrainableModel::new(&config, &weights, Adaptation::Full, 0)
