@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 use eva_plugin_build::{BuildRequest, GuestTarget};
 
+pub mod browser;
 pub mod harness;
 pub mod models;
 

@@ -125,6 +125,22 @@ pub fn write_tiny_classifier(dir: &std::path::Path) -> PathBuf {
     path
 }
 
+/// A tiny random llama (see [`tiny_llama`]) with the default model's tokenizer and chat
+/// template, saved as a Hugging Face directory `dir/tiny`: a real model that answers
+/// nonsense fast.
+pub fn write_tiny_llama(dir: &std::path::Path, seed: u64) -> PathBuf {
+    use eva_engine::{Adaptation, LanguageModel, TrainableModel, WeightFormat, Weights};
+    let real = LanguageModel::load(&default_model(), WeightFormat::F32).unwrap();
+    let config = tiny_llama(real.transformer.config.vocab_size);
+    let weights = Weights::random(&config, seed, &candle_core::Device::Cpu).unwrap();
+    let path = dir.join("tiny");
+    TrainableModel::new(&config, &weights, Adaptation::Full, 0)
+        .unwrap()
+        .save_hf(&path, Some(&real.tokenizer), real.chat_template.as_ref(), false)
+        .unwrap();
+    path
+}
+
 /// A tiny llama shape (2 layers, hidden 32, GQA 4/2) over a real vocabulary, for tests
 /// that need a real tokenizer but no real compute.
 pub fn tiny_llama(vocab_size: usize) -> eva_engine::ModelConfig {

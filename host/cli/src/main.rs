@@ -1,10 +1,14 @@
 //! `eva-host`: the eva command line.
 
+mod answering;
+mod eval_cmd;
 mod jsonl;
+mod logging;
 mod model_cmd;
 mod plugin_args;
 mod plugin_cmd;
 mod progress;
+mod report_cmd;
 mod reward_args;
 mod run_cmd;
 mod score_cmd;
@@ -44,6 +48,12 @@ enum Command {
     /// Score prompt/answer rows with a reward backend (judge, classifier or plugin) and
     /// write them back with their rewards.
     Score(Box<score_cmd::ScoreArgs>),
+    /// Compare a model with a baseline on held-out prompts: mean rewards, win rate and
+    /// their confidence intervals.
+    Eval(Box<eval_cmd::EvalArgs>),
+    /// Write a self-contained HTML report of a run: plots per iteration, prompt drift,
+    /// lineages of evolved prompts, the evaluation.
+    Report(report_cmd::ReportArgs),
 }
 
 /// Where eva keeps what it can rebuild or download again: `$EVA_CACHE_DIR`, else
@@ -65,13 +75,11 @@ pub fn plugin_engine() -> Result<eva_plugin_runtime::PluginEngine> {
 fn main() -> std::process::ExitCode {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init(&cli.log);
     match run(cli, &matches) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
@@ -84,6 +92,8 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
         Command::Model(cmd) => model_cmd::run(cmd),
         Command::Train(args) => train_cmd::run(*args),
         Command::Score(args) => score_cmd::run(*args),
+        Command::Eval(args) => eval_cmd::run(*args),
+        Command::Report(args) => report_cmd::run(args),
         Command::Run(args) => run_cmd::run(*args, matches.subcommand_matches("run").expect("the run subcommand")),
     }
 }

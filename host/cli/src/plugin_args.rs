@@ -10,7 +10,8 @@ use eva_plugin_runtime::{Limits, PluginOptions, RawValue};
 
 /// How plugins are configured and sandboxed. Plugins are named by the name they declare
 /// (`eva-host plugin inspect` shows it).
-#[derive(Args, Debug, Default, Clone)]
+#[derive(Args, Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PluginArgs {
     /// Set a plugin's config key: `NAME.KEY=VALUE` (repeatable). Unknown keys are errors.
     #[arg(long = "plugin-config", value_name = "NAME.KEY=VALUE")]

@@ -23,7 +23,7 @@ pub enum RewardKind {
 }
 
 /// Which reward backend scores answers, and how.
-#[derive(Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Args, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RewardArgs {
     /// The reward backend.
     #[arg(long, value_enum, default_value = "judge")]
@@ -54,6 +54,16 @@ pub struct RewardArgs {
 }
 
 impl RewardArgs {
+    /// The backend in a few words, for reports: `judge`, `classifier:PATH`, ...
+    pub fn describe(&self) -> String {
+        let kind = format!("{:?}", self.reward).to_lowercase();
+        match (&self.reward_model, &self.reward_plugin) {
+            (_, Some(p)) if self.reward == RewardKind::Plugin => format!("{kind}:{}", p.display()),
+            (Some(m), _) if self.reward != RewardKind::Plugin => format!("{kind}:{}", m.display()),
+            _ => kind,
+        }
+    }
+
     /// Load the backend behind a caching [`Scorer`].
     pub fn scorer(&self, plugins: &PluginArgs) -> Result<Scorer> {
         let backend: Box<dyn Reward> = match self.reward {

@@ -5,7 +5,7 @@
 
 mod dedup;
 mod generator;
-mod store;
+pub mod store;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,16 +19,16 @@ use eva_plugin_runtime::{
     ChatMessage, Evolver, InfoMetric, Pairing, Plugin, Prompt, PromptResponses, PromptRewards, Role, Sampler,
     ScoredResponse,
 };
-use eva_reward::{RewardItem, Scorer};
+use eva_reward::Scorer;
 use rand::{SeedableRng, seq::SliceRandom};
 use serde::{Deserialize, Serialize};
 
-use crate::jsonl::{prompt_messages, read_rows};
+use crate::answering;
 use crate::plugin_args::PluginArgs;
 use crate::reward_args::RewardArgs;
 use crate::train_cmd::SolverArgs;
 use generator::EngineGenerator;
-use store::{Answer, Answers, EvolvedRecord, Info, IterationSummary, PairRecord, PromptRecord, RunStore};
+use store::{Answers, EvolvedRecord, Info, IterationSummary, PairRecord, PromptRecord, RunStore};
 
 /// The loop's settings: every key of `--config FILE` (TOML, kebab-case or snake_case) is
 /// one of these flags, and a flag given on the command line wins over the file.
@@ -117,7 +117,36 @@ struct RunConfig {
     model: Option<PathBuf>,
     plugins: Vec<PathBuf>,
     plugins_dir: PathBuf,
+    /// The plugins' settings (`--plugin-config`, limits, ...); a config file is kept by
+    /// path.
+    #[serde(default)]
+    plugin_args: PluginArgs,
     settings: LoopSettings,
+}
+
+/// The models of a finished or partly finished run.
+pub struct TrainedModels {
+    /// The newest θ_{t+1}.
+    pub last: PathBuf,
+    /// The policy the run started from (`None`: the embedded default).
+    pub base: Option<PathBuf>,
+}
+
+/// The models of the run in `dir`, or `None` when `dir` is not a run directory.
+pub fn trained_models(dir: &Path) -> Result<Option<TrainedModels>> {
+    let config_path = dir.join("config.toml");
+    if !config_path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
+    let config: RunConfig = toml::from_str(&text).with_context(|| format!("{} is damaged", config_path.display()))?;
+    let store = RunStore { dir: dir.to_owned() };
+    let last = (1..=config.settings.iterations)
+        .map(|t| store.iteration(t).join("model"))
+        .filter(|m| m.is_dir())
+        .next_back()
+        .with_context(|| format!("{}: no iteration has finished training yet", dir.display()))?;
+    Ok(Some(TrainedModels { last, base: config.model }))
 }
 
 /// The first-party plugins, by role.
@@ -144,27 +173,6 @@ fn resolve(settings: &LoopSettings, file: &Path, matches: &ArgMatches) -> Result
         }
     }
     serde_json::from_value(json).with_context(|| format!("{}: a setting has the wrong type", file.display()))
-}
-
-fn read_seeds(path: &Path) -> Result<Vec<PromptRecord>> {
-    let rows = read_rows(path)?;
-    let mut seen = std::collections::HashSet::new();
-    rows.iter()
-        .map(|row| {
-            let at = format!("{}:{}", path.display(), row.line);
-            let messages = prompt_messages(&row.fields).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-            let id = match row.fields.get("id") {
-                None => format!("seed-{}", row.line),
-                Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s.clone(),
-                Some(serde_json::Value::Number(n)) => n.to_string(),
-                Some(_) => bail!("{at}: `id` must be a non-empty string or a number"),
-            };
-            if !seen.insert(id.clone()) {
-                bail!("{at}: the id `{id}` is used twice");
-            }
-            Ok(PromptRecord { id, messages, origin: "seed".into(), parent: None, method: None })
-        })
-        .collect()
 }
 
 fn to_plugin_prompt(p: &PromptRecord) -> Prompt {
@@ -228,7 +236,12 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     let config = if args.resume {
         let text = std::fs::read_to_string(&config_path)
             .with_context(|| format!("--resume: {} has no run to resume", args.out.display()))?;
-        toml::from_str::<RunConfig>(&text).with_context(|| format!("{} is damaged", config_path.display()))?
+        let config =
+            toml::from_str::<RunConfig>(&text).with_context(|| format!("{} is damaged", config_path.display()))?;
+        if args.plugin_args != PluginArgs::default() && args.plugin_args != config.plugin_args {
+            bail!("--resume runs with the plugin settings in {}: leave out the plugin flags", config_path.display());
+        }
+        config
     } else {
         if config_path.exists() {
             bail!("{} already holds a run: pass --resume to continue it, or choose another --out", args.out.display());
@@ -238,7 +251,13 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
             None => args.settings.clone(),
         };
         let plugins_dir = args.plugins_dir.clone().unwrap_or_else(|| crate::cache_root().join("plugins"));
-        RunConfig { model: args.model.clone(), plugins: args.plugins.clone(), plugins_dir, settings }
+        RunConfig {
+            model: args.model.clone(),
+            plugins: args.plugins.clone(),
+            plugins_dir,
+            plugin_args: args.plugin_args.clone(),
+            settings,
+        }
     };
     let s = &config.settings;
     if s.answers < 2 {
@@ -253,7 +272,7 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         store.read(&seeds_path)?.context("the run's seed.jsonl is missing")?
     } else {
         let Some(prompts) = &args.prompts else { bail!("--prompts SEED.jsonl is required for a new run") };
-        let seeds = read_seeds(prompts)?;
+        let seeds = store::read_prompts(prompts)?;
         std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
         store.write(&seeds_path, &seeds)?;
         let text = toml::to_string(&config).context("writing the config")?;
@@ -262,8 +281,11 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         seeds
     };
 
+    let log = args.out.join("run.log");
+    crate::logging::to_file(&log).with_context(|| format!("opening {}", log.display()))?;
+    tracing::info!(resume = args.resume, "eva-host run {}", args.out.display());
     eva_engine::threads::set_threads(args.threads);
-    let mut plugins = load_plugins(&config.plugins, &config.plugins_dir, &args.plugin_args)?;
+    let mut plugins = load_plugins(&config.plugins, &config.plugins_dir, &config.plugin_args)?;
     let lock: Vec<serde_json::Value> = DEFAULT_PLUGINS
         .iter()
         .map(|(role, _)| {
@@ -278,7 +300,7 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     let mut sampler = Sampler::new(take(Role::Sampler))?;
     let mut evolver = Evolver::new(take(Role::Evolver))?;
     let mut pairing = Pairing::new(take(Role::Pairing))?;
-    let mut scorer = s.reward.scorer(&args.plugin_args)?;
+    let mut scorer = s.reward.scorer(&config.plugin_args)?;
 
     let base = match &config.model {
         Some(p) => p.clone(),
@@ -437,7 +459,9 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
             last_loss: losses.last().map(|l| l.0),
             last_margin: losses.last().map(|l| l.1),
         };
-        eprintln!("{}", one_screen(&summary));
+        let line = one_screen(&summary);
+        tracing::info!("{line}");
+        eprintln!("{line}");
         summaries.push(summary);
         store.write(&args.out.join("metrics.jsonl"), &summaries)?;
         prompts = next;
@@ -514,10 +538,6 @@ fn respond_and_score(
     scorer: &mut Scorer,
     what: &str,
 ) -> Result<Vec<Answers>> {
-    if records.is_empty() {
-        return Ok(vec![]);
-    }
-    let prompts = records.iter().map(|p| policy.chat_prompt(&p.messages)).collect::<Result<Vec<_>, _>>()?;
     let params = GenerationParams {
         sampling: Sampling { temperature: s.temperature, top_p: s.top_p },
         max_new_tokens: s.max_new_tokens,
@@ -525,41 +545,8 @@ fn respond_and_score(
         seed,
         ..GenerationParams::default()
     };
-    let bar = crate::progress::bar((records.len() * s.answers * s.max_new_tokens) as u64, what, "tokens (at most)");
-    let completions = policy.generate(&prompts, &params, &mut |n| bar.inc(n as u64))?;
-    bar.finish_and_clear();
-    // An empty answer (EOS at once) cannot be scored; it gets the lowest reward seen.
-    let (items, groups): (Vec<RewardItem>, Vec<usize>) = records
-        .iter()
-        .zip(&completions)
-        .enumerate()
-        .flat_map(|(i, (p, cs))| {
-            cs.iter()
-                .filter(|c| !c.text.trim().is_empty())
-                .map(move |c| (RewardItem::new(p.messages.clone(), c.text.as_str()), i))
-        })
-        .unzip();
-    let bar = crate::progress::bar(items.len() as u64, "scoring", "answers");
-    let mut rewards = scorer.score(&items, &mut |n| bar.inc(n as u64))?;
-    eva_reward::normalize(s.reward.normalize, &mut rewards, &groups);
-    bar.finish_and_clear();
-    let floor = rewards.iter().cloned().fold(f64::INFINITY, f64::min);
-    let floor = if floor.is_finite() { floor } else { 0.0 };
-    let mut next = rewards.into_iter();
-    Ok(records
-        .iter()
-        .zip(completions)
-        .map(|(p, cs)| Answers {
-            id: p.id.clone(),
-            answers: cs
-                .into_iter()
-                .map(|c| {
-                    let reward = if c.text.trim().is_empty() { floor } else { next.next().expect("one per item") };
-                    Answer { tokens: c.tokens.len() as u32, text: c.text, reward }
-                })
-                .collect(),
-        })
-        .collect())
+    let drafts = answering::respond(policy, records, &params, what)?;
+    answering::score(scorer, records, drafts, s.reward.normalize)
 }
 
 /// Train on the pairs (LoRA by default, checkpoints in `out`, resumable) and save the

@@ -109,6 +109,8 @@ fn one_iteration_writes_every_phase_with_traceable_lineage_and_resumes_after_a_k
     let steps = rows(&it.join("train/metrics.jsonl")).len();
     assert!(steps >= 2, "training ran {steps} steps");
 
+    evaluate_and_report(&full, &seeds);
+
     // The same run, killed once the solver has written a checkpoint, then resumed.
     let killed = dir.path().join("killed");
     let mut child = eva_run(&seeds, &killed, &[]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
@@ -133,6 +135,44 @@ fn one_iteration_writes_every_phase_with_traceable_lineage_and_resumes_after_a_k
         assert!(std::fs::read(full.join(file)).unwrap() == std::fs::read(killed.join(file)).unwrap(), "{file} differs");
     }
     assert_eq!(rows(&killed.join("iter-1/train/metrics.jsonl")).len(), steps, "each step logged once");
+}
+
+/// `eva-host eval` on the run directory (its model against the model it started from),
+/// then `eva-host report`, rendered in headless Chromium: every plot must be drawn.
+fn evaluate_and_report(run: &Path, prompts: &Path) {
+    let cache = eva::models::default_model().parent().unwrap().parent().unwrap().to_owned();
+    let eval = Command::new(env!("CARGO_BIN_EXE_eva-host"))
+        .args(["eval", "--threads", "1", "--max-new-tokens", "8", "--model"])
+        .arg(run)
+        .arg("--prompts")
+        .arg(prompts)
+        .env("EVA_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval/eval.json")).unwrap()).unwrap();
+    assert_eq!(summary["model"].as_str().unwrap(), run.join("iter-1/model").to_str().unwrap());
+    assert_eq!(summary["baseline"].as_str().unwrap(), eva::models::default_model().to_str().unwrap());
+    assert_eq!(summary["prompts"], 3);
+
+    let report = Command::new(env!("CARGO_BIN_EXE_eva-host")).arg("report").arg(run).output().unwrap();
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    let page = run.join("report.html");
+    let dom = eva::browser::dom(&page);
+    assert!(dom.contains("id=\"evaluation\""), "the evaluation is in the report");
+    let shot = eva::browser::screenshot(&page, 1300, 3000);
+    let html = std::fs::read_to_string(&page).unwrap();
+    for id in ["reward", "loss", "margin", "info", "prompt-length", "difficulty"] {
+        let at = dom.find(&format!("<figure id=\"plot-{id}\"")).unwrap_or_else(|| panic!("no figure {id}"));
+        let figure = &dom[at..at + dom[at..].find("</figure>").unwrap()];
+        assert!(figure.contains("<svg"), "figure {id} holds no svg after parsing");
+        let color = &figure[figure.find("data-color=\"").unwrap() + 12..][..7];
+        // The color is this figure's own: no other figure of the page uses it.
+        assert_eq!(html.matches(&format!("data-color=\"{color}\"")).count(), 1);
+        let pixels = shot.count(color);
+        assert!(pixels >= 12, "plot {id}: {pixels} pixels of {color} on screen");
+    }
 }
 
 #[test]

@@ -5,20 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use eva_engine::{Adaptation, LanguageModel, TrainableModel, WeightFormat, Weights};
-
-fn tiny_model(dir: &Path) -> PathBuf {
-    let real = LanguageModel::load(&eva::models::default_model(), WeightFormat::F32).unwrap();
-    let config = eva::models::tiny_llama(real.transformer.config.vocab_size);
-    let weights = Weights::random(&config, 1, &candle_core::Device::Cpu).unwrap();
-    let path = dir.join("tiny");
-    TrainableModel::new(&config, &weights, Adaptation::Full, 0)
-        .unwrap()
-        .save_hf(&path, Some(&real.tokenizer), real.chat_template.as_ref(), false)
-        .unwrap();
-    path
-}
-
 fn pairs(dir: &Path) -> PathBuf {
     let path = dir.join("pairs.jsonl");
     let lines: String = (0..12)
@@ -72,7 +58,7 @@ fn weights(out: &Path) -> Vec<(String, Vec<f32>)> {
 #[test]
 fn a_killed_run_resumes_to_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path());
+    let model = eva::models::write_tiny_llama(dir.path(), 1);
     let pairs = pairs(dir.path());
 
     let straight = dir.path().join("straight");

@@ -4,10 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use eva_engine::Message;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::jsonl::{prompt_messages, read_rows};
 
 /// A prompt of some X_t, with its lineage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +88,29 @@ pub struct IterationSummary {
     pub first_loss: Option<f64>,
     pub last_loss: Option<f64>,
     pub last_margin: Option<f64>,
+}
+
+/// The prompts of a JSONL file (`prompt` or `messages`, optional unique `id`, default
+/// `seed-LINE`), every line checked; errors name `FILE:LINE`.
+pub fn read_prompts(path: &Path) -> Result<Vec<PromptRecord>> {
+    let rows = read_rows(path)?;
+    let mut seen = std::collections::HashSet::new();
+    rows.iter()
+        .map(|row| {
+            let at = format!("{}:{}", path.display(), row.line);
+            let messages = prompt_messages(&row.fields).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+            let id = match row.fields.get("id") {
+                None => format!("seed-{}", row.line),
+                Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s.clone(),
+                Some(serde_json::Value::Number(n)) => n.to_string(),
+                Some(_) => bail!("{at}: `id` must be a non-empty string or a number"),
+            };
+            if !seen.insert(id.clone()) {
+                bail!("{at}: the id `{id}` is used twice");
+            }
+            Ok(PromptRecord { id, messages, origin: "seed".into(), parent: None, method: None })
+        })
+        .collect()
 }
 
 pub struct RunStore {

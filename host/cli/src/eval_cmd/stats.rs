@@ -1,0 +1,76 @@
+//! Confidence intervals for an evaluation over n prompts.
+
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+
+/// A mean and its two-sided confidence interval (`None` with fewer than two samples).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    pub mean: f64,
+    pub ci: Option<[f64; 2]>,
+}
+
+/// The mean of `xs` with Student's t interval at `confidence` (e.g. 0.95).
+pub fn mean_ci(xs: &[f64], confidence: f64) -> Estimate {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.len() < 2 {
+        return Estimate { mean, ci: None };
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    let t = StudentsT::new(0.0, 1.0, n - 1.0).expect("n > 1").inverse_cdf(0.5 + confidence / 2.0);
+    let half = t * (var / n).sqrt();
+    Estimate { mean, ci: Some([mean - half, mean + half]) }
+}
+
+/// Head-to-head outcomes over prompts; a tie counts as half a win.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WinRate {
+    pub rate: f64,
+    /// Wilson score interval.
+    pub ci: [f64; 2],
+    pub wins: usize,
+    pub ties: usize,
+    pub losses: usize,
+}
+
+pub fn win_rate(wins: usize, ties: usize, losses: usize, confidence: f64) -> WinRate {
+    let n = (wins + ties + losses) as f64;
+    let p = (wins as f64 + ties as f64 / 2.0) / n;
+    let z = Normal::standard().inverse_cdf(0.5 + confidence / 2.0);
+    let z2n = z * z / n;
+    let center = (p + z2n / 2.0) / (1.0 + z2n);
+    let half = z / (1.0 + z2n) * (p * (1.0 - p) / n + z2n / (4.0 * n)).sqrt();
+    WinRate { rate: p, ci: [(center - half).max(0.0), (center + half).min(1.0)], wins, ties, losses }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 5e-4
+    }
+
+    #[test]
+    fn t_interval_matches_the_textbook() {
+        // mean 3, sd 1.5811, n 5: t(0.975, 4) = 2.7764, half-width 1.9632.
+        let e = mean_ci(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.95);
+        assert_eq!(e.mean, 3.0);
+        let [lo, hi] = e.ci.unwrap();
+        assert!(close(lo, 1.0368) && close(hi, 4.9632), "{lo} {hi}");
+        assert_eq!(mean_ci(&[2.5], 0.95).ci, None);
+    }
+
+    #[test]
+    fn wilson_interval_matches_the_textbook() {
+        // 5 of 10 at 95%: [0.2366, 0.7634]; 0 of 10: [0, 0.2775].
+        let w = win_rate(5, 0, 5, 0.95);
+        assert!(close(w.ci[0], 0.2366) && close(w.ci[1], 0.7634), "{:?}", w.ci);
+        let w = win_rate(0, 0, 10, 0.95);
+        assert!(close(w.ci[0], 0.0), "{:?}", w.ci);
+        assert!(close(w.ci[1], 0.2775), "{:?}", w.ci);
+        // Ties are half wins.
+        assert_eq!(win_rate(1, 2, 1, 0.95).rate, 0.5);
+    }
+}
