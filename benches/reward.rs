@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use eva_engine::{Adaptation, Head, LanguageModel, Message, TrainableModel, WeightFormat, Weights};
+use eva_engine::{Head, LanguageModel, Message, WeightFormat, Weights};
 use eva_plugin_runtime::{PluginOptions, RewardModel};
 use eva_reward::{Classifier, Judge, JudgeConfig, PluginReward, Reward, RewardItem, Scorer};
 
@@ -44,10 +44,7 @@ fn sized_classifier(dir: &std::path::Path) -> std::path::PathBuf {
     tensors.insert("score.weight".into(), head);
     let weights = Weights::from_tensors(tensors, real.weights.source.clone());
     let path = dir.join("smollm2-classifier");
-    TrainableModel::new(&config, &weights, Adaptation::Full, 0)
-        .unwrap()
-        .save_hf(&path, Some(&real.tokenizer), real.chat_template.as_ref(), false)
-        .unwrap();
+    eva::models::save_with_tokenizer_of(&real, &config, &weights, &path);
     path
 }
 

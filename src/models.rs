@@ -98,7 +98,7 @@ pub fn llama_cpp(request: serde_json::Value) -> serde_json::Value {
 /// scores in `tests/reference/transformers/classifier.json` were computed from this
 /// directory by `transformers` (see `classifier.py` there).
 pub fn write_tiny_classifier(dir: &std::path::Path) -> PathBuf {
-    use eva_engine::{Adaptation, Head, LanguageModel, ModelConfig, TrainableModel, WeightFormat, Weights};
+    use eva_engine::{Head, LanguageModel, ModelConfig, WeightFormat, Weights};
     let real = LanguageModel::load(&default_model(), WeightFormat::F32).unwrap();
     let config = ModelConfig {
         max_position_embeddings: 2048,
@@ -114,10 +114,7 @@ pub fn write_tiny_classifier(dir: &std::path::Path) -> PathBuf {
     });
     let weights = Weights::from_tensors(scaled.collect(), random.source);
     let path = dir.join("tiny-classifier");
-    TrainableModel::new(&config, &weights, Adaptation::Full, 0)
-        .unwrap()
-        .save_hf(&path, Some(&real.tokenizer), real.chat_template.as_ref(), false)
-        .unwrap();
+    save_with_tokenizer_of(&real, &config, &weights, &path);
     let config_path = path.join("config.json");
     let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
     json["pad_token_id"] = real.tokenizer.encode("\n").unwrap()[0].into();
@@ -125,19 +122,30 @@ pub fn write_tiny_classifier(dir: &std::path::Path) -> PathBuf {
     path
 }
 
+/// Save `weights` as a Hugging Face directory at `path`, with the tokenizer and chat
+/// template of `real`.
+pub fn save_with_tokenizer_of(
+    real: &eva_engine::LanguageModel,
+    config: &eva_engine::ModelConfig,
+    weights: &eva_engine::Weights,
+    path: &std::path::Path,
+) {
+    eva_engine::TrainableModel::new(config, weights, eva_engine::Adaptation::Full, 0)
+        .unwrap()
+        .save_hf(path, Some(&real.tokenizer), real.chat_template.as_ref(), false)
+        .unwrap();
+}
+
 /// A tiny random llama (see [`tiny_llama`]) with the default model's tokenizer and chat
 /// template, saved as a Hugging Face directory `dir/tiny`: a real model that answers
 /// nonsense fast.
 pub fn write_tiny_llama(dir: &std::path::Path, seed: u64) -> PathBuf {
-    use eva_engine::{Adaptation, LanguageModel, TrainableModel, WeightFormat, Weights};
+    use eva_engine::{LanguageModel, WeightFormat, Weights};
     let real = LanguageModel::load(&default_model(), WeightFormat::F32).unwrap();
     let config = tiny_llama(real.transformer.config.vocab_size);
     let weights = Weights::random(&config, seed, &candle_core::Device::Cpu).unwrap();
     let path = dir.join("tiny");
-    TrainableModel::new(&config, &weights, Adaptation::Full, 0)
-        .unwrap()
-        .save_hf(&path, Some(&real.tokenizer), real.chat_template.as_ref(), false)
-        .unwrap();
+    save_with_tokenizer_of(&real, &config, &weights, &path);
     path
 }
 

@@ -90,10 +90,11 @@ fn load(dir: &Path) -> Result<Vec<Iteration>> {
         if !it.is_dir() {
             break;
         }
-        let rows =
-            |name: &str| -> Result<Vec<serde_json::Value>> { Ok(store.read(&it.join(name))?.unwrap_or_default()) };
-        let steps = rows("train/metrics.jsonl")?
-            .iter()
+        // The solver appends its steps as it goes: a running one may hold a partial line.
+        let steps = std::fs::read_to_string(it.join("train/metrics.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .map(|r| (r["loss"].as_f64().unwrap_or(f64::NAN), r["margin"].as_f64().unwrap_or(f64::NAN)))
             .collect();
         let next: Option<Vec<PromptRecord>> = store.read(&it.join("prompts-next.jsonl"))?;
