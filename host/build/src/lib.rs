@@ -10,10 +10,15 @@
 //! The core module cargo produces is then turned into a component with the
 //! `wit-component` crate, in process; guests for `wasm32-wasip1` get the WASI preview 1
 //! reactor adapter.
+//!
+//! For other languages, [`contract`] ships the WIT package and generates C bindings, and
+//! [`componentize_file`] turns any core module carrying its world's type (as
+//! wit-bindgen's `*_component_type.o` leaves it) into a component.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod contract;
 mod toolchain;
 
 pub use toolchain::{Toolchain, ToolchainKind};
@@ -55,6 +60,8 @@ pub enum BuildError {
     Componentize { module: PathBuf, reason: String },
     #[error("cannot write {path}")]
     Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot generate bindings for the world `{world}`: {reason}")]
+    Bindings { world: String, reason: String },
 }
 
 /// What to build.
@@ -169,6 +176,21 @@ pub fn componentize_file(module: &Path, out: &Path, target: GuestTarget) -> Resu
     let bytes = std::fs::read(module).map_err(|e| err(e.to_string()))?;
     let component = componentize(&bytes, target).map_err(err)?;
     write_atomic(out, &component)
+}
+
+/// The target a core module was built for: WASI preview 1 when it imports
+/// `wasi_snapshot_preview1` (it then needs the reactor adapter), else none.
+pub fn guest_target_of(module: &[u8]) -> Result<GuestTarget, String> {
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        if let wasmparser::Payload::ImportSection(imports) = payload.map_err(|e| e.to_string())? {
+            for import in imports.into_imports() {
+                if import.map_err(|e| e.to_string())?.module == "wasi_snapshot_preview1" {
+                    return Ok(GuestTarget::Wasip1);
+                }
+            }
+        }
+    }
+    Ok(GuestTarget::Unknown)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {

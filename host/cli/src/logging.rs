@@ -12,6 +12,10 @@ use tracing_subscriber::{EnvFilter, fmt};
 
 static FILE: OnceLock<Mutex<File>> = OnceLock::new();
 
+/// The target of the event that records a command's failure in the log file.
+pub const FAILURE_TARGET: &str = "eva_host::failure";
+const FAILURE: &str = "eva_host::failure=off";
+
 /// Writes to the log file once [`to_file`] opened one; before that, nowhere.
 struct FileWriter;
 
@@ -32,9 +36,10 @@ impl Write for FileWriter {
 }
 
 pub fn init(stderr_filter: &str) {
-    let stderr = fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_filter(EnvFilter::try_new(stderr_filter).unwrap_or_else(|_| EnvFilter::new("warn")));
+    // The terminal already gets the error as `error: ...`; only the file needs the event.
+    let quiet = FAILURE.parse().expect("a valid directive");
+    let stderr_filter = EnvFilter::try_new(stderr_filter).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let stderr = fmt::layer().with_writer(std::io::stderr).with_filter(stderr_filter.add_directive(quiet));
     let file = fmt::layer()
         .with_ansi(false)
         .with_span_events(FmtSpan::CLOSE)

@@ -79,7 +79,7 @@ fn main() -> std::process::ExitCode {
     match run(cli, &matches) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            tracing::error!(target: logging::FAILURE_TARGET, "{e:#}");
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }

@@ -1,4 +1,5 @@
-//! `eva-host plugin ...`: inspect and build plugin components.
+//! `eva-host plugin ...`: inspect and build plugin components, and give authors of other
+//! languages the contract, C bindings and componentization.
 
 use std::path::PathBuf;
 
@@ -32,6 +33,41 @@ pub enum PluginCommand {
         #[arg(long, default_value = "plugins-out")]
         out: PathBuf,
     },
+    /// Write the plugin contract (the WIT package eva:plugin) into a directory, for
+    /// componentize-py, componentize-js or wit-bindgen.
+    Wit {
+        /// The directory.
+        #[arg(long, default_value = "wit")]
+        out: PathBuf,
+    },
+    /// Generate bindings of a world for a language without its own bindings generator
+    /// here: C (`WORLD.h`, `WORLD.c`, `WORLD_component_type.o`, from wit-bindgen).
+    Bindgen {
+        /// The language.
+        #[arg(value_enum)]
+        lang: BindgenLang,
+        /// The world: info-metric, sampler, evolver, pairing or reward.
+        #[arg(long)]
+        world: String,
+        /// Where the files go.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make a core wasm module that carries its world's type (wit-bindgen's
+    /// `*_component_type.o` linked in) a component; a module importing WASI preview 1
+    /// gets the reactor adapter.
+    Componentize {
+        /// The core module.
+        module: PathBuf,
+        /// The component to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum BindgenLang {
+    C,
 }
 
 pub fn run(cmd: PluginCommand) -> Result<()> {
@@ -62,5 +98,24 @@ pub fn run(cmd: PluginCommand) -> Result<()> {
             }
             Ok(())
         }
+        PluginCommand::Wit { out } => print_paths(eva_plugin_build::contract::write_wit(&out)?),
+        PluginCommand::Bindgen { lang: BindgenLang::C, world, out } => {
+            print_paths(eva_plugin_build::contract::c_bindings(&world, &out)?)
+        }
+        PluginCommand::Componentize { module, out } => {
+            let bytes = std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
+            let target = eva_plugin_build::guest_target_of(&bytes)
+                .map_err(|e| anyhow::anyhow!("{} is not a wasm module: {e}", module.display()))?;
+            eva_plugin_build::componentize_file(&module, &out, target)?;
+            println!("{}", out.display());
+            Ok(())
+        }
     }
+}
+
+fn print_paths(paths: Vec<PathBuf>) -> Result<()> {
+    for p in paths {
+        println!("{}", p.display());
+    }
+    Ok(())
 }
