@@ -14,8 +14,7 @@ use eva_reward::Normalization;
 use serde::{Deserialize, Serialize};
 
 use crate::answering::{self, Draft};
-use crate::plugin_args::PluginArgs;
-use crate::reward_args::RewardArgs;
+use crate::reward_args::{RewardArgs, ScoringArgs};
 use crate::run_cmd::store::{Answer, PromptRecord, RunStore, read_prompts};
 use stats::{Estimate, WinRate};
 
@@ -41,12 +40,7 @@ pub struct EvalArgs {
     #[command(flatten)]
     sampling: EvalSampling,
     #[command(flatten)]
-    reward: RewardArgs,
-    #[command(flatten)]
-    plugins: PluginArgs,
-    /// Compute threads; default: the cores not already busy.
-    #[arg(long, env = "EVA_THREADS")]
-    threads: Option<usize>,
+    scoring: ScoringArgs,
 }
 
 /// How both models answer: the same settings and seed for each.
@@ -122,7 +116,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if prompts.is_empty() {
         bail!("{} holds no prompts", args.prompts.display());
     }
-    if args.reward.normalize != Normalization::None {
+    if args.scoring.reward.normalize != Normalization::None {
         bail!("eval compares raw rewards across models: --normalize must be none");
     }
     let s = &args.sampling;
@@ -144,11 +138,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         baseline: args.baseline.clone().or(run_base.flatten()),
         prompts: args.prompts.clone(),
         sampling: s.clone(),
-        reward: args.reward.clone(),
+        reward: args.scoring.reward.clone(),
     };
     check_config(&out, &config)?;
 
-    eva_engine::threads::set_threads(args.threads);
+    eva_engine::threads::set_threads(args.scoring.threads);
     let baseline = match &config.baseline {
         Some(b) => b.clone(),
         None => crate::model_cmd::fetch_default()?,
@@ -174,7 +168,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let baseline_drafts = answer(&baseline, "baseline")?;
     let mut scorer = None;
     let rows = store.phase("score", &out.join("answers.jsonl"), || {
-        let scorer = scorer.insert(args.reward.scorer(&args.plugins)?);
+        let scorer = scorer.insert(args.scoring.reward.scorer(&args.scoring.plugins)?);
         let _span = tracing::info_span!("score", backend = %scorer.describe()).entered();
         // Both sides in one batch, so that an empty answer's floor is the same for both.
         let records: Vec<PromptRecord> = prompts.iter().chain(&prompts).cloned().collect();
@@ -211,7 +205,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let summary = EvalSummary {
         model,
         baseline,
-        reward: args.reward.describe(),
+        reward: args.scoring.reward.describe(),
         prompts: rows.len(),
         confidence: s.confidence,
         model_reward: stats::mean_ci(&side(|r| r.model_reward), s.confidence),

@@ -53,6 +53,19 @@ pub struct RewardArgs {
     pub reward_batch: usize,
 }
 
+/// What a command that scores answers takes: the backend, the plugin settings it may
+/// need, and the compute threads.
+#[derive(Args)]
+pub struct ScoringArgs {
+    #[command(flatten)]
+    pub reward: RewardArgs,
+    #[command(flatten)]
+    pub plugins: PluginArgs,
+    /// Compute threads; default: the cores not already busy.
+    #[arg(long, env = "EVA_THREADS")]
+    pub threads: Option<usize>,
+}
+
 impl RewardArgs {
     /// The backend in a few words, for reports: `judge`, `classifier:PATH`, ...
     pub fn describe(&self) -> String {

@@ -7,8 +7,7 @@ use clap::Args;
 use eva_reward::{Error as RewardError, RewardItem, normalize};
 
 use crate::jsonl::{prompt_messages, read_rows};
-use crate::plugin_args::PluginArgs;
-use crate::reward_args::RewardArgs;
+use crate::reward_args::ScoringArgs;
 
 #[derive(Args)]
 pub struct ScoreArgs {
@@ -21,12 +20,7 @@ pub struct ScoreArgs {
     #[arg(long)]
     output: PathBuf,
     #[command(flatten)]
-    reward: RewardArgs,
-    #[command(flatten)]
-    plugins: PluginArgs,
-    /// Compute threads; default: the cores not already busy.
-    #[arg(long, env = "EVA_THREADS")]
-    threads: Option<usize>,
+    scoring: ScoringArgs,
 }
 
 pub fn run(args: ScoreArgs) -> Result<()> {
@@ -44,8 +38,8 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         };
         items.push(RewardItem::new(messages, response));
     }
-    eva_engine::threads::set_threads(args.threads);
-    let mut scorer = args.reward.scorer(&args.plugins)?;
+    eva_engine::threads::set_threads(args.scoring.threads);
+    let mut scorer = args.scoring.reward.scorer(&args.scoring.plugins)?;
     let _span = tracing::info_span!("score", backend = %scorer.describe(), rows = rows.len()).entered();
     let bar = crate::progress::bar(rows.len() as u64, "scoring", "answers");
     let raw = scorer.score(&items, &mut |n| bar.inc(n as u64)).map_err(|e| match e {
@@ -57,8 +51,8 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     bar.finish_and_clear();
     let mut rewards = raw.clone();
     let prompts: Vec<String> = items.iter().map(|i| serde_json::to_string(&i.messages).expect("json")).collect();
-    normalize(args.reward.normalize, &mut rewards, &prompts);
-    let normalised = args.reward.normalize != eva_reward::Normalization::None;
+    normalize(args.scoring.reward.normalize, &mut rewards, &prompts);
+    let normalised = args.scoring.reward.normalize != eva_reward::Normalization::None;
     let mut out = String::new();
     for ((row, reward), raw) in rows.iter_mut().zip(rewards).zip(raw) {
         row.fields.insert("reward".into(), reward.into());
