@@ -341,6 +341,7 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
             (store.phase("mix", &next_path, || Ok(prompts.clone()))?, vec![], vec![], vec![])
         } else {
             let infos = store.phase("info", &dir.join("info.jsonl"), || {
+                info.plugin_mut().reseed(phase_seed(seed, "info"));
                 let items: Vec<PromptRewards> = prompts
                     .iter()
                     .zip(&answers)
@@ -354,11 +355,13 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
                 Ok(prompts.iter().zip(scores).map(|(p, info)| Info { id: p.id.clone(), info }).collect())
             })?;
             let selected = store.phase("select", &dir.join("selected.jsonl"), || {
+                sampler.plugin_mut().reseed(phase_seed(seed, "select"));
                 let count = ((prompts.len() as f64 * s.sample_fraction).ceil() as usize).clamp(1, prompts.len());
                 let scores: Vec<f64> = infos.iter().map(|i| i.info).collect();
                 Ok(sampler.sample(&scores, count)?.into_iter().map(|i| infos[i].clone()).collect::<Vec<Info>>())
             })?;
             let evolved = store.phase("evolve", &dir.join("evolved.jsonl"), || {
+                evolver.plugin_mut().reseed(phase_seed(seed, "evolve"));
                 let by_id: HashMap<&str, &PromptRecord> = prompts.iter().map(|p| (p.id.as_str(), p)).collect();
                 let parents: Vec<&PromptRecord> = selected.iter().map(|i| by_id[i.id.as_str()]).collect();
                 let input: Vec<Prompt> = parents.iter().map(|p| to_plugin_prompt(p)).collect();
@@ -405,6 +408,7 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         })?;
         let all: HashMap<&str, &Answers> = answers.iter().chain(&fresh_answers).map(|a| (a.id.as_str(), a)).collect();
         let pairs = store.phase("pair", &dir.join("pairs.jsonl"), || {
+            pairing.plugin_mut().reseed(phase_seed(seed, "pair"));
             let items: Vec<PromptResponses> = next
                 .iter()
                 .map(|p| PromptResponses {
@@ -468,6 +472,12 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     }
     println!("{}", policy_path.display());
     Ok(())
+}
+
+/// The seed of a plugin's random stream in one phase: a resumed run that skips finished
+/// phases still draws, in the phases it runs, what an uninterrupted run drew.
+fn phase_seed(iteration_seed: u64, phase: &str) -> u64 {
+    phase.bytes().fold(iteration_seed, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn remember_kept(seen: &mut dedup::Seen, evolved: &[EvolvedRecord]) {

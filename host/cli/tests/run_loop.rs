@@ -18,13 +18,35 @@ const SEEDS: [&str; 3] = [
 ];
 
 /// A tiny but complete configuration: every phase runs, on few tokens.
+const TINY: [&str; 16] = [
+    "--iterations",
+    "1",
+    "--answers",
+    "2",
+    "--max-new-tokens",
+    "12",
+    "--evolve-max-tokens",
+    "32",
+    "--sample-fraction",
+    "0.34",
+    "--micro-batch",
+    "1",
+    "--lr",
+    "1e-4",
+    "--epochs",
+    "2",
+];
+
 fn eva_run(seeds: &Path, out: &Path, extra: &[&str]) -> Command {
+    eva_run_with(&TINY, seeds, out, extra)
+}
+
+fn eva_run_with(settings: &[&str], seeds: &Path, out: &Path, extra: &[&str]) -> Command {
     let model = eva::models::default_model();
     let plugins_dir = eva::component("eva-plugin-regret").parent().unwrap().to_owned();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_eva-host"));
-    cmd.args(["run", "--threads", "1", "--iterations", "1", "--answers", "2", "--max-new-tokens", "12"])
-        .args(["--evolve-max-tokens", "32", "--sample-fraction", "0.34", "--checkpoint-every", "1"])
-        .args(["--micro-batch", "1", "--lr", "1e-4", "--epochs", "2"])
+    cmd.args(["run", "--threads", "1", "--checkpoint-every", "1"])
+        .args(settings)
         .arg("--prompts")
         .arg(seeds)
         .arg("--out")
@@ -172,6 +194,74 @@ fn evaluate_and_report(run: &Path, prompts: &Path) {
         assert_eq!(html.matches(&format!("data-color=\"{color}\"")).count(), 1);
         let pixels = shot.count(color);
         assert!(pixels >= 12, "plot {id}: {pixels} pixels of {color} on screen");
+    }
+}
+
+/// Two iterations, and the same run cut back to what a kill right after iteration 1's
+/// evolve phase leaves, then resumed: iteration 2 must start from the same prompts, seen
+/// set and policy, and every file must come out the same.
+#[test]
+fn a_run_cut_back_after_the_first_evolve_phase_resumes_into_the_same_second_iteration() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = seeds(dir.path(), &SEEDS);
+    let two = [
+        "--iterations",
+        "2",
+        "--answers",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--evolve-max-tokens",
+        "24",
+        "--sample-fraction",
+        "0.34",
+        "--micro-batch",
+        "2",
+        "--epochs",
+        "1",
+    ];
+    let variants = ["--plugin-config", "evol-instruct.variants=1"];
+    let full = dir.path().join("full");
+    let out = eva_run_with(&two, &seeds, &full, &variants).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(rows(&full.join("metrics.jsonl")).len(), 2);
+
+    let cut = dir.path().join("cut");
+    let kept = [
+        "config.toml",
+        "seed.jsonl",
+        "plugins.lock",
+        "iter-1/answers.jsonl",
+        "iter-1/info.jsonl",
+        "iter-1/selected.jsonl",
+        "iter-1/evolved.jsonl",
+    ];
+    for file in kept {
+        std::fs::create_dir_all(cut.join(file).parent().unwrap()).unwrap();
+        std::fs::copy(full.join(file), cut.join(file)).unwrap();
+    }
+    let resume = Command::new(env!("CARGO_BIN_EXE_eva-host"))
+        .args(["run", "--resume", "--threads", "1", "--out"])
+        .arg(&cut)
+        .env("EVA_CACHE_DIR", eva::models::default_model().parent().unwrap().parent().unwrap())
+        .output()
+        .unwrap();
+    assert!(resume.status.success(), "{}", String::from_utf8_lossy(&resume.stderr));
+    let same = [
+        "iter-1/prompts-next.jsonl",
+        "iter-1/pairs.jsonl",
+        "iter-1/model/model.safetensors",
+        "iter-2/answers.jsonl",
+        "iter-2/info.jsonl",
+        "iter-2/selected.jsonl",
+        "iter-2/evolved.jsonl",
+        "iter-2/prompts-next.jsonl",
+        "iter-2/pairs.jsonl",
+        "iter-2/model/model.safetensors",
+        "metrics.jsonl",
+    ];
+    for file in same {
+        assert!(std::fs::read(full.join(file)).unwrap() == std::fs::read(cut.join(file)).unwrap(), "{file} differs");
     }
 }
 
