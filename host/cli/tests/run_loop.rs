@@ -42,7 +42,6 @@ fn eva_run(seeds: &Path, out: &Path, extra: &[&str]) -> Command {
 }
 
 fn eva_run_with(settings: &[&str], seeds: &Path, out: &Path, extra: &[&str]) -> Command {
-    let model = eva::models::default_model();
     let plugins_dir = eva::component("eva-plugin-regret").parent().unwrap().to_owned();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_eva-host"));
     cmd.args(["run", "--threads", "1", "--checkpoint-every", "1"])
@@ -54,8 +53,23 @@ fn eva_run_with(settings: &[&str], seeds: &Path, out: &Path, extra: &[&str]) -> 
         .arg("--plugins-dir")
         .arg(plugins_dir)
         .args(extra)
-        .env("EVA_CACHE_DIR", model.parent().unwrap().parent().unwrap());
+        .env("EVA_CACHE_DIR", cache_dir());
     cmd
+}
+
+/// The eva cache holding the default model the tests fetched.
+fn cache_dir() -> PathBuf {
+    eva::models::default_model().parent().unwrap().parent().unwrap().to_owned()
+}
+
+/// `eva-host run --resume` on `out`.
+fn resume(out: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_eva-host"))
+        .args(["run", "--resume", "--threads", "1", "--out"])
+        .arg(out)
+        .env("EVA_CACHE_DIR", cache_dir())
+        .output()
+        .unwrap()
 }
 
 fn rows(path: &Path) -> Vec<serde_json::Value> {
@@ -145,12 +159,7 @@ fn one_iteration_writes_every_phase_with_traceable_lineage_and_resumes_after_a_k
     child.wait().unwrap();
     assert!(!killed.join("iter-1/model").exists(), "killed during the solver");
     let before = std::fs::read(killed.join("iter-1/pairs.jsonl")).unwrap();
-    let resume = Command::new(env!("CARGO_BIN_EXE_eva-host"))
-        .args(["run", "--resume", "--threads", "1", "--out"])
-        .arg(&killed)
-        .env("EVA_CACHE_DIR", eva::models::default_model().parent().unwrap().parent().unwrap())
-        .output()
-        .unwrap();
+    let resume = resume(&killed);
     assert!(resume.status.success(), "{}", String::from_utf8_lossy(&resume.stderr));
     assert_eq!(std::fs::read(killed.join("iter-1/pairs.jsonl")).unwrap(), before, "a finished phase was redone");
     for file in ["iter-1/pairs.jsonl", "iter-1/prompts-next.jsonl", "metrics.jsonl", "iter-1/model/model.safetensors"] {
@@ -162,13 +171,12 @@ fn one_iteration_writes_every_phase_with_traceable_lineage_and_resumes_after_a_k
 /// `eva-host eval` on the run directory (its model against the model it started from),
 /// then `eva-host report`, rendered in headless Chromium: every plot must be drawn.
 fn evaluate_and_report(run: &Path, prompts: &Path) {
-    let cache = eva::models::default_model().parent().unwrap().parent().unwrap().to_owned();
     let eval = Command::new(env!("CARGO_BIN_EXE_eva-host"))
         .args(["eval", "--threads", "1", "--max-new-tokens", "8", "--model"])
         .arg(run)
         .arg("--prompts")
         .arg(prompts)
-        .env("EVA_CACHE_DIR", &cache)
+        .env("EVA_CACHE_DIR", cache_dir())
         .output()
         .unwrap();
     assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
@@ -240,12 +248,7 @@ fn a_run_cut_back_after_the_first_evolve_phase_resumes_into_the_same_second_iter
         std::fs::create_dir_all(cut.join(file).parent().unwrap()).unwrap();
         std::fs::copy(full.join(file), cut.join(file)).unwrap();
     }
-    let resume = Command::new(env!("CARGO_BIN_EXE_eva-host"))
-        .args(["run", "--resume", "--threads", "1", "--out"])
-        .arg(&cut)
-        .env("EVA_CACHE_DIR", eva::models::default_model().parent().unwrap().parent().unwrap())
-        .output()
-        .unwrap();
+    let resume = resume(&cut);
     assert!(resume.status.success(), "{}", String::from_utf8_lossy(&resume.stderr));
     let same = [
         "iter-1/prompts-next.jsonl",
