@@ -1,6 +1,7 @@
 //! Shared support for eva's integration tests and benchmarks: builds the first-party
 //! plugins and the test fixtures into components, once per process, and provides real
-//! models and the llama.cpp reference ([`models`]).
+//! models and the llama.cpp reference ([`models`]), a headless browser ([`browser`]) and a
+//! real OCI registry on loopback ([`registry`]).
 //!
 //! The components land in `TARGET/eva-plugins/NAME.wasm` (TARGET being the cargo
 //! target directory the tests run from), and cargo's incremental builds keep later runs
@@ -15,6 +16,7 @@ use eva_plugin_build::{BuildRequest, GuestTarget};
 pub mod browser;
 pub mod harness;
 pub mod models;
+pub mod registry;
 
 /// The first-party plugins, by crate name.
 pub const FIRST_PARTY: [&str; 5] = [

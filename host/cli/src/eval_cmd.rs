@@ -168,7 +168,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let baseline_drafts = answer(&baseline, "baseline")?;
     let mut scorer = None;
     let rows = store.phase("score", &out.join("answers.jsonl"), || {
-        let scorer = scorer.insert(args.scoring.reward.scorer(&args.scoring.plugins)?);
+        let scorer = scorer.insert(args.scoring.scorer()?);
         let _span = tracing::info_span!("score", backend = %scorer.describe()).entered();
         // Both sides in one batch, so that an empty answer's floor is the same for both.
         let records: Vec<PromptRecord> = prompts.iter().chain(&prompts).cloned().collect();

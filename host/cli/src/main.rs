@@ -7,6 +7,7 @@ mod logging;
 mod model_cmd;
 mod plugin_args;
 mod plugin_cmd;
+mod plugin_source;
 mod progress;
 mod report_cmd;
 mod reward_args;

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use eva_plugin_registry::signature::{PublicKey, TrustedKeys};
 use eva_plugin_runtime::{Limits, PluginOptions, RawValue};
+
+use crate::plugin_source::PluginLoader;
 
 /// How plugins are configured and sandboxed. Plugins are named by the name they declare
 /// (`eva-host plugin inspect` shows it).
@@ -33,6 +36,17 @@ pub struct PluginArgs {
     /// Memory cap of a plugin instance, in MiB [default: 256].
     #[arg(long = "plugin-memory", value_name = "MIB")]
     pub memory_mib: Option<usize>,
+
+    /// Refuse any plugin not pulled from a registry with a valid signature by this
+    /// Ed25519 public key (PEM; repeatable: any of them). eva's first-party plugins,
+    /// built from its own source, are exempt.
+    #[arg(long = "require-signed", value_name = "KEY.pub")]
+    pub require_signed: Vec<PathBuf>,
+
+    /// Reach this registry (`HOST[:PORT]`) over plain HTTP (repeatable); loopback
+    /// registries always are.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
 }
 
 /// Every plugin's settings, by plugin name.
@@ -45,6 +59,12 @@ pub struct PluginSettings {
 }
 
 impl PluginArgs {
+    /// The loader of a command's plugins: these settings, registries and trusted keys.
+    pub fn loader(&self) -> Result<PluginLoader> {
+        let keys = self.require_signed.iter().map(|p| PublicKey::read(p)).collect::<Result<Vec<_>, _>>()?;
+        PluginLoader::new(self.settings()?, self.insecure_registries.clone(), TrustedKeys::new(keys))
+    }
+
     pub fn settings(&self) -> Result<PluginSettings> {
         let mut s = PluginSettings::default();
         if let Some(t) = self.timeout {
@@ -126,7 +146,7 @@ mod tests {
             config_file: Some(file),
             allow_read: vec!["evol-instruct=/tmp".into()],
             timeout: Some(9.0),
-            memory_mib: None,
+            ..PluginArgs::default()
         };
         let s = args.settings().unwrap();
         let regret = s.options("regret");

@@ -6,16 +6,20 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use eva_plugin_build::{BuildRequest, GuestTarget};
+use eva_plugin_registry::signature::SigningKey;
+use eva_plugin_registry::{PluginInfo, PluginRef};
 use eva_plugin_runtime::Inspection;
 
 use crate::plugin_args::PluginArgs;
+use crate::plugin_source::PluginSource;
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
     /// Print a plugin's role, name, version, WIT version, imports and config schema.
     Inspect {
-        /// The component file.
-        file: PathBuf,
+        /// The component file, or an `oci://` reference.
+        #[arg(value_name = "FILE.wasm|oci://REF")]
+        source: PluginSource,
         #[command(flatten)]
         plugins: PluginArgs,
     },
@@ -63,6 +67,35 @@ pub enum PluginCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Push a plugin component to an OCI registry as a Wasm artifact, its metadata as
+    /// annotations; prints the reference pinned to the pushed manifest's digest.
+    Publish {
+        /// The component.
+        file: PathBuf,
+        /// Where: `[oci://]HOST[:PORT]/REPOSITORY:TAG`.
+        reference: PluginRef,
+        /// Sign the component's digest with this Ed25519 private key (PKCS#8 PEM, from
+        /// `eva-host plugin keygen` or `openssl genpkey -algorithm ed25519`).
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
+        #[command(flatten)]
+        plugins: PluginArgs,
+    },
+    /// Pull a plugin from a registry into the cache (checked against its digests, and
+    /// its signature with --require-signed) and print where it is.
+    Pull {
+        /// `oci://HOST[:PORT]/REPOSITORY:TAG` or `...@sha256:HEX`.
+        reference: PluginRef,
+        #[command(flatten)]
+        plugins: PluginArgs,
+    },
+    /// Make an Ed25519 key pair for signing plugins: `PREFIX.key` (private, mode 0600)
+    /// and `PREFIX.pub` (public, for --require-signed).
+    Keygen {
+        /// The path of the keys without extension.
+        #[arg(long, value_name = "PREFIX")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -72,11 +105,10 @@ pub enum BindgenLang {
 
 pub fn run(cmd: PluginCommand) -> Result<()> {
     match cmd {
-        PluginCommand::Inspect { file, plugins } => {
-            let settings = plugins.settings()?;
-            let engine = crate::plugin_engine()?;
-            let plugin = engine.load_with(&file, |name| settings.options(name))?;
-            settings.check_names([plugin.name()])?;
+        PluginCommand::Inspect { source, plugins } => {
+            let loader = plugins.loader()?;
+            let plugin = loader.load(&source, false)?;
+            loader.check_names()?;
             print!("{}", Inspection(&plugin));
             Ok(())
         }
@@ -101,6 +133,46 @@ pub fn run(cmd: PluginCommand) -> Result<()> {
         PluginCommand::Wit { out } => print_paths(eva_plugin_build::contract::write_wit(&out)?),
         PluginCommand::Bindgen { lang: BindgenLang::C, world, out } => {
             print_paths(eva_plugin_build::contract::c_bindings(&world, &out)?)
+        }
+        PluginCommand::Publish { file, reference, sign, plugins } => {
+            let loader = plugins.loader()?;
+            // Load it first: only a working eva plugin is published, with its own metadata.
+            let plugin = loader.load(&PluginSource::File(file.clone()), true)?;
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let info = PluginInfo {
+                name: plugin.name().to_owned(),
+                version: plugin.metadata().version.clone(),
+                description: plugin.metadata().description.clone(),
+                role: plugin.role().world().to_owned(),
+                wit: plugin.wit_version(),
+                imports: plugin.imports().to_vec(),
+                exports: vec![format!("eva:plugin/{}@{}", plugin.role().interface(), plugin.wit_version())],
+            };
+            let digest = eva_plugin_registry::sha256_digest(&bytes);
+            let signature = match &sign {
+                Some(key) => SigningKey::read(key)?.sign(&digest),
+                None => Default::default(),
+            };
+            let client = crate::plugin_source::registry_client(&plugins.insecure_registries)?;
+            let pushed = client.push(&reference, &bytes, &info, signature)?;
+            eprintln!("published {} {} ({}) as {reference}", info.name, info.version, pushed.component_digest);
+            println!("{}", pushed.pinned);
+            Ok(())
+        }
+        PluginCommand::Pull { reference, plugins } => {
+            let (pulled, signed_by) = plugins.loader()?.pull(&reference)?;
+            let signed = signed_by.map(|k| format!(", signed by {k}")).unwrap_or_default();
+            eprintln!("{} ({}{signed})", pulled.pinned, pulled.component_digest);
+            println!("{}", pulled.path.display());
+            Ok(())
+        }
+        PluginCommand::Keygen { out } => {
+            let key = SigningKey::generate()?;
+            let (private, public) = (out.with_extension("key"), out.with_extension("pub"));
+            key.write(&private)?;
+            key.public().write(&public)?;
+            eprintln!("key {}", key.public());
+            print_paths(vec![private, public])
         }
         PluginCommand::Componentize { module, out } => {
             let bytes = std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;

@@ -10,6 +10,7 @@ use eva_plugin_runtime::RewardModel;
 use eva_reward::{Classifier, Judge, JudgeConfig, Normalization, PluginReward, Reward, Scorer};
 
 use crate::plugin_args::PluginArgs;
+use crate::plugin_source::{PluginLoader, PluginSource};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -32,9 +33,9 @@ pub struct RewardArgs {
     /// SmolLM2-135M-Instruct) or the classifier's Hugging Face directory (required).
     #[arg(long, value_name = "PATH")]
     pub reward_model: Option<PathBuf>,
-    /// The reward plugin's component, with `--reward plugin`.
-    #[arg(long, value_name = "FILE.wasm")]
-    pub reward_plugin: Option<PathBuf>,
+    /// The reward plugin, with `--reward plugin`: a component file or `oci://` reference.
+    #[arg(long, value_name = "FILE.wasm|oci://REF")]
+    pub reward_plugin: Option<PluginSource>,
     /// Which output of a multi-label classifier head is the reward.
     #[arg(long, value_name = "INDEX")]
     pub reward_label: Option<usize>,
@@ -66,19 +67,29 @@ pub struct ScoringArgs {
     pub threads: Option<usize>,
 }
 
+impl ScoringArgs {
+    /// The reward backend, with the plugin settings checked against what was loaded.
+    pub fn scorer(&self) -> Result<Scorer> {
+        let loader = self.plugins.loader()?;
+        let scorer = self.reward.scorer(&loader)?;
+        loader.check_names()?;
+        Ok(scorer)
+    }
+}
+
 impl RewardArgs {
     /// The backend in a few words, for reports: `judge`, `classifier:PATH`, ...
     pub fn describe(&self) -> String {
         let kind = format!("{:?}", self.reward).to_lowercase();
         match (&self.reward_model, &self.reward_plugin) {
-            (_, Some(p)) if self.reward == RewardKind::Plugin => format!("{kind}:{}", p.display()),
+            (_, Some(p)) if self.reward == RewardKind::Plugin => format!("{kind}:{p}"),
             (Some(m), _) if self.reward != RewardKind::Plugin => format!("{kind}:{}", m.display()),
             _ => kind,
         }
     }
 
-    /// Load the backend behind a caching [`Scorer`].
-    pub fn scorer(&self, plugins: &PluginArgs) -> Result<Scorer> {
+    /// Load the backend behind a caching [`Scorer`]; a reward plugin comes through `plugins`.
+    pub fn scorer(&self, plugins: &PluginLoader) -> Result<Scorer> {
         let backend: Box<dyn Reward> = match self.reward {
             RewardKind::Judge => {
                 let path = match &self.reward_model {
@@ -101,12 +112,10 @@ impl RewardArgs {
                 Box::new(Classifier::load(path, self.reward_label)?)
             }
             RewardKind::Plugin => {
-                let Some(file) = &self.reward_plugin else {
+                let Some(source) = &self.reward_plugin else {
                     bail!("--reward plugin needs --reward-plugin FILE.wasm");
                 };
-                let settings = plugins.settings()?;
-                let plugin = crate::plugin_engine()?.load_with(file, |name| settings.options(name))?;
-                settings.check_names([plugin.name()])?;
+                let plugin = plugins.load(source, false)?;
                 Box::new(PluginReward::new(RewardModel::new(plugin)?))
             }
         };

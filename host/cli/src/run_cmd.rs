@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
 use eva_engine::{GenerationParams, LanguageModel, Message, Sampling, WeightFormat};
+use eva_plugin_registry::PluginLock;
 use eva_plugin_runtime::{
     ChatMessage, Evolver, InfoMetric, Pairing, Plugin, Prompt, PromptResponses, PromptRewards, Role, Sampler,
     ScoredResponse,
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::answering;
 use crate::plugin_args::PluginArgs;
+use crate::plugin_source::{PluginLoader, PluginSource};
 use crate::reward_args::RewardArgs;
 use crate::train_cmd::SolverArgs;
 use generator::EngineGenerator;
@@ -97,10 +99,16 @@ pub struct RunArgs {
     /// Compute threads; default: the cores not already busy.
     #[arg(long, env = "EVA_THREADS")]
     threads: Option<usize>,
-    /// A plugin component (repeatable); its role (info metric, sampler, evolver, pairing)
-    /// is read from its exports and it replaces that role's first-party default.
-    #[arg(long = "plugin", value_name = "FILE.wasm")]
-    plugins: Vec<PathBuf>,
+    /// A plugin (repeatable): a component file or `oci://HOST/REPO:TAG|@sha256:HEX`. Its
+    /// role (info metric, sampler, evolver, pairing) is read from its exports and it
+    /// replaces that role's first-party default.
+    #[arg(long = "plugin", value_name = "FILE.wasm|oci://REF")]
+    plugins: Vec<PluginSource>,
+    /// Run with exactly the plugins a lock file records (a run's `plugins.lock`): registry
+    /// plugins are pulled by the digest it pins, and any plugin whose bytes differ from
+    /// the lock's is refused. Give the same `--plugin` flags as the locked run.
+    #[arg(long = "plugin-lock", value_name = "FILE")]
+    plugin_lock: Option<PathBuf>,
     /// Where the first-party plugins are looked up (NAME.wasm), and built into from the
     /// source tree when missing; default: the cache's `plugins/`.
     #[arg(long, value_name = "DIR")]
@@ -115,7 +123,7 @@ pub struct RunArgs {
 #[derive(Debug, Serialize, Deserialize)]
 struct RunConfig {
     model: Option<PathBuf>,
-    plugins: Vec<PathBuf>,
+    plugins: Vec<PluginSource>,
     plugins_dir: PathBuf,
     /// The plugins' settings (`--plugin-config`, limits, ...); a config file is kept by
     /// path.
@@ -184,14 +192,12 @@ fn to_plugin_prompt(p: &PromptRecord) -> Prompt {
 
 /// The plugins of the run: the user's, by role, else the first-party ones (built from the
 /// source tree into `dir` when missing).
-fn load_plugins(user: &[PathBuf], dir: &Path, args: &PluginArgs) -> Result<HashMap<Role, Plugin>> {
-    let settings = args.settings()?;
-    let engine = crate::plugin_engine()?;
+fn load_plugins(user: &[PluginSource], dir: &Path, loader: &PluginLoader) -> Result<HashMap<Role, Plugin>> {
     let mut by_role = HashMap::new();
-    for path in user {
-        let plugin = engine.load_with(path, |name| settings.options(name))?;
+    for source in user {
+        let plugin = loader.load(source, false)?;
         if let Some(other) = by_role.insert(plugin.role(), plugin) {
-            bail!("two plugins for the {}: {} and {}", other.role(), other.path().display(), path.display());
+            bail!("two plugins for the {}: {} and {source}", other.role(), other.path().display());
         }
     }
     for (role, name) in DEFAULT_PLUGINS {
@@ -202,9 +208,8 @@ fn load_plugins(user: &[PathBuf], dir: &Path, args: &PluginArgs) -> Result<HashM
         if !path.is_file() {
             build_first_party(dir).with_context(|| format!("building the default {role} plugin"))?;
         }
-        by_role.insert(role, engine.load_with(&path, |name| settings.options(name))?);
+        by_role.insert(role, loader.load(&PluginSource::File(path), true)?);
     }
-    settings.check_names(by_role.values().map(|p| p.name()))?;
     Ok(by_role)
 }
 
@@ -285,22 +290,27 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     crate::logging::to_file(&log).with_context(|| format!("opening {}", log.display()))?;
     tracing::info!(resume = args.resume, "eva-host run {}", args.out.display());
     eva_engine::threads::set_threads(args.threads);
-    let mut plugins = load_plugins(&config.plugins, &config.plugins_dir, &config.plugin_args)?;
-    let lock: Vec<serde_json::Value> = DEFAULT_PLUGINS
-        .iter()
-        .map(|(role, _)| {
-            let p = &plugins[role];
-            serde_json::json!({"role": role.world(), "name": p.name(), "version": p.metadata().version,
-                               "path": p.path(), "sha256": p.digest()})
-        })
-        .collect();
-    store.write(&args.out.join("plugins.lock"), &lock)?;
+    let mut loader = config.plugin_args.loader()?;
+    // A resumed run uses the plugins it started with; a new one those of --plugin-lock.
+    let lock_path = args.out.join("plugins.lock");
+    let pins = if args.resume && lock_path.is_file() { Some(lock_path.clone()) } else { args.plugin_lock.clone() };
+    if let Some(file) = pins {
+        match PluginLock::read(&file) {
+            Ok(lock) => loader.pin(lock, file),
+            // Runs started by eva-host before 0.1 kept a JSON list there, without pins.
+            Err(e) if args.resume && std::fs::read(&file)?.starts_with(b"[") => tracing::warn!("{e}; rewriting it"),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut plugins = load_plugins(&config.plugins, &config.plugins_dir, &loader)?;
+    let mut scorer = s.reward.scorer(&loader)?;
+    loader.check_names()?;
+    loader.lock()?.write(&lock_path)?;
     let mut take = |role| plugins.remove(&role).expect("every role is loaded");
     let mut info = InfoMetric::new(take(Role::InfoMetric))?;
     let mut sampler = Sampler::new(take(Role::Sampler))?;
     let mut evolver = Evolver::new(take(Role::Evolver))?;
     let mut pairing = Pairing::new(take(Role::Pairing))?;
-    let mut scorer = s.reward.scorer(&config.plugin_args)?;
 
     let base = match &config.model {
         Some(p) => p.clone(),

@@ -39,7 +39,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         items.push(RewardItem::new(messages, response));
     }
     eva_engine::threads::set_threads(args.scoring.threads);
-    let mut scorer = args.scoring.reward.scorer(&args.scoring.plugins)?;
+    let mut scorer = args.scoring.scorer()?;
     let _span = tracing::info_span!("score", backend = %scorer.describe(), rows = rows.len()).entered();
     let bar = crate::progress::bar(rows.len() as u64, "scoring", "answers");
     let raw = scorer.score(&items, &mut |n| bar.inc(n as u64)).map_err(|e| match e {

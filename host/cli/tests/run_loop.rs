@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use eva_plugin_registry::PluginLock;
+
 fn seeds(dir: &Path, lines: &[&str]) -> PathBuf {
     let path = dir.join("seeds.jsonl");
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
@@ -248,8 +250,8 @@ fn a_run_cut_back_after_the_first_evolve_phase_resumes_into_the_same_second_iter
         std::fs::create_dir_all(cut.join(file).parent().unwrap()).unwrap();
         std::fs::copy(full.join(file), cut.join(file)).unwrap();
     }
-    let resume = resume(&cut);
-    assert!(resume.status.success(), "{}", String::from_utf8_lossy(&resume.stderr));
+    let resumed = resume(&cut);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     let same = [
         "iter-1/prompts-next.jsonl",
         "iter-1/pairs.jsonl",
@@ -266,6 +268,27 @@ fn a_run_cut_back_after_the_first_evolve_phase_resumes_into_the_same_second_iter
     for file in same {
         assert!(std::fs::read(full.join(file)).unwrap() == std::fs::read(cut.join(file)).unwrap(), "{file} differs");
     }
+
+    // The lock names each role's plugin by the digest of the component that ran.
+    let lock = PluginLock::read(&full.join("plugins.lock")).unwrap();
+    let roles: Vec<&str> = lock.plugins.iter().map(|p| p.role.as_str()).collect();
+    assert_eq!(roles, ["info-metric", "sampler", "evolver", "pairing"]);
+    for p in &lock.plugins {
+        assert_eq!(p.digest, eva_plugin_registry::sha256_digest(&std::fs::read(&p.pinned).unwrap()), "{}", p.name);
+    }
+    // A resume whose plugins are no longer the locked ones is refused before any work.
+    let changed = dir.path().join("changed");
+    std::fs::create_dir_all(&changed).unwrap();
+    for file in ["config.toml", "seed.jsonl"] {
+        std::fs::copy(full.join(file), changed.join(file)).unwrap();
+    }
+    let mut other = lock.clone();
+    other.plugins[0].digest = eva_plugin_registry::sha256_digest(b"another metric");
+    other.write(&changed.join("plugins.lock")).unwrap();
+    let refused = resume(&changed);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("not sha256:") && err.contains("plugins.lock"), "{err}");
+    assert!(!changed.join("iter-1").exists(), "nothing was run");
 }
 
 #[test]

@@ -92,7 +92,8 @@ impl PluginEngine {
         self.load_bytes_with(bytes, origin, |_| options)
     }
 
-    fn load_bytes_with(
+    /// Load a component from memory, choosing its options by the name it declares.
+    pub fn load_bytes_with(
         &self,
         bytes: &[u8],
         origin: &Path,

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::plugin::Plugin;
-use crate::role::{InterfaceName, WIT_PACKAGE};
+use crate::role::WIT_PACKAGE;
 
 /// What `eva-host plugin inspect` prints.
 pub struct Inspection<'a>(pub &'a Plugin);
@@ -12,12 +12,7 @@ impl fmt::Display for Inspection<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = self.0;
         let m = p.metadata();
-        let wit_version = p
-            .imports()
-            .iter()
-            .chain(std::iter::once(&format!("{WIT_PACKAGE}/{}@{}", p.role().interface(), crate::WIT_VERSION)))
-            .find_map(|i| InterfaceName::parse(i).map(|n| n.version.to_owned()))
-            .unwrap_or_default();
+        let wit_version = p.wit_version();
         writeln!(f, "plugin:      {} {}", m.name, m.version)?;
         writeln!(f, "description: {}", m.description)?;
         writeln!(f, "role:        {} (exports {WIT_PACKAGE}/{})", p.role().world(), p.role().interface())?;

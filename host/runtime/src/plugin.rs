@@ -178,6 +178,15 @@ impl Plugin {
         &self.imports
     }
 
+    /// The `eva:plugin` version the plugin was built against, as its imports tell; a
+    /// plugin that imports nothing of eva's is taken to target this host's version.
+    pub fn wit_version(&self) -> String {
+        self.imports
+            .iter()
+            .find_map(|i| role::InterfaceName::parse(i).map(|n| n.version.to_owned()))
+            .unwrap_or_else(|| role::WIT_VERSION.to_owned())
+    }
+
     /// The configuration sent to the plugin: the user's keys only, typed.
     pub fn config(&self) -> Vec<(String, ConfigValue)> {
         self.config.iter().map(crate::convert::config_pair).collect()
