@@ -7,6 +7,7 @@ mod logging;
 mod model_cmd;
 mod plugin_args;
 mod plugin_cmd;
+mod plugin_new;
 mod plugin_source;
 mod progress;
 mod report_cmd;
@@ -34,7 +35,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Work with plugin components: inspect, build.
+    /// Work with plugins: new, build, inspect, publish, pull; the contract for other
+    /// languages.
     #[command(subcommand)]
     Plugin(plugin_cmd::PluginCommand),
     /// Work with models: fetch the embedded default, generate answers.

@@ -8,9 +8,10 @@ use clap::Subcommand;
 use eva_plugin_build::{BuildRequest, GuestTarget};
 use eva_plugin_registry::signature::SigningKey;
 use eva_plugin_registry::{PluginInfo, PluginRef};
-use eva_plugin_runtime::Inspection;
+use eva_plugin_runtime::{Inspection, Role};
 
 use crate::plugin_args::PluginArgs;
+use crate::plugin_new::{Lang, parse_role};
 use crate::plugin_source::PluginSource;
 
 #[derive(Subcommand)]
@@ -22,6 +23,25 @@ pub enum PluginCommand {
         source: PluginSource,
         #[command(flatten)]
         plugins: PluginArgs,
+    },
+    /// Write a ready-to-build plugin project: NAME/ with the source, a build script (or
+    /// Cargo.toml) and a README, implementing the role simply.
+    New {
+        /// The plugin's name (kebab-case); also the directory's, unless --dir.
+        name: String,
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: Lang,
+        /// The role: info-metric, sampler, evolver, pairing or reward.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Where the project goes [default: ./NAME].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// eva's `sdk/` directory, for Rust plugins [default: the source tree eva-host was
+        /// built from].
+        #[arg(long, value_name = "DIR")]
+        sdk: Option<PathBuf>,
     },
     /// Build a Rust plugin crate into a component (`OUT/NAME.wasm`).
     Build {
@@ -36,6 +56,10 @@ pub enum PluginCommand {
         /// Where the components go.
         #[arg(long, default_value = "plugins-out")]
         out: PathBuf,
+        /// Cargo's target directory for the guest build [default: target/eva-guests
+        /// beside the manifest].
+        #[arg(long, value_name = "DIR")]
+        target_dir: Option<PathBuf>,
     },
     /// Write the plugin contract (the WIT package eva:plugin) into a directory, for
     /// componentize-py, componentize-js or wit-bindgen.
@@ -112,11 +136,15 @@ pub fn run(cmd: PluginCommand) -> Result<()> {
             print!("{}", Inspection(&plugin));
             Ok(())
         }
-        PluginCommand::Build { path, packages, wasi, out } => {
+        PluginCommand::New { name, lang, role, dir, sdk } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            print_paths(crate::plugin_new::create(lang, role, &name, &dir, sdk.as_deref())?)
+        }
+        PluginCommand::Build { path, packages, wasi, out, target_dir } => {
             let manifest_path = if path.is_dir() { path.join("Cargo.toml") } else { path };
             // A target directory of its own: guests may be built by another toolchain
             // than the host, and a running `cargo` may hold the default one's lock.
-            let target_dir = manifest_path.parent().map(|d| d.join("target").join("eva-guests"));
+            let target_dir = target_dir.or_else(|| manifest_path.parent().map(|d| d.join("target").join("eva-guests")));
             let request = BuildRequest {
                 manifest_path,
                 packages,

@@ -1,0 +1,185 @@
+//! `eva-host plugin new`: a ready-to-build plugin project for any role, in Rust (the
+//! SDK), Python (componentize-py), JavaScript (componentize-js) or C (wit-bindgen's C
+//! bindings and wasi-libc), from templates compiled into eva-host.
+//!
+//! Every template implements its role the same simple way in each language (the README
+//! it writes says how), so a new plugin builds, loads and runs before its author changes
+//! a line.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use eva_plugin_runtime::Role;
+use minijinja::{Environment, context};
+
+/// A plugin's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+    Js,
+    C,
+}
+
+/// Parse a role by its world's name (`info-metric`, `sampler`, ...).
+pub fn parse_role(text: &str) -> Result<Role, String> {
+    Role::ALL.into_iter().find(|r| r.world() == text).ok_or_else(|| {
+        let worlds: Vec<&str> = Role::ALL.iter().map(|r| r.world()).collect();
+        format!("`{text}` is not a role (roles: {})", worlds.join(", "))
+    })
+}
+
+/// What the template of each role does, in a sentence (no quotes: it lands in string
+/// literals of every language).
+fn behaviour(role: Role) -> &'static str {
+    match role {
+        Role::InfoMetric => "Scores a prompt by the spread of its rewards (best minus worst).",
+        Role::Sampler => "Picks the prompts with the highest info scores, best first.",
+        Role::Evolver => "Makes one variant of each prompt that asks for every step to be explained.",
+        Role::Pairing => "Pairs the best answer (chosen) with the worst (rejected) when their rewards differ.",
+        Role::Reward => "Rewards answers of about 50 words: 1 / (1 + |words - 50| / 50).",
+    }
+}
+
+struct File {
+    path: String,
+    template: &'static str,
+    executable: bool,
+}
+
+fn file(path: impl Into<String>, template: &'static str) -> File {
+    File { path: path.into(), template, executable: false }
+}
+
+const README: &str = include_str!("plugin_new/README.md.j2");
+
+/// Write a new plugin project called `name` into `dir` (which must not hold files);
+/// `sdk` is eva's `sdk/` directory, which Rust plugins depend on.
+pub fn create(lang: Lang, role: Role, name: &str, dir: &Path, sdk: Option<&Path>) -> Result<Vec<PathBuf>> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        bail!("plugin name `{name}`: use 1 to 64 characters of a-z, 0-9 and `-`, starting with a letter");
+    }
+    if dir.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        bail!("{} already holds files: choose another --dir", dir.display());
+    }
+    let snake = name.replace('-', "_");
+    let sdk = match lang {
+        Lang::Rust => Some(sdk_dir(sdk)?),
+        _ => None,
+    };
+    let (files, lang_name, build_command, component, toolchain) = match lang {
+        Lang::Rust => (
+            vec![
+                file("Cargo.toml", include_str!("plugin_new/Cargo.toml.j2")),
+                file("src/lib.rs", include_str!("plugin_new/lib.rs.j2")),
+            ],
+            "Rust",
+            "eva-host plugin build .".to_owned(),
+            format!("plugins-out/{name}.wasm"),
+            "It depends on eva's plugin SDK (`eva-plugin-sdk`, by path). `eva-host plugin build` \
+             uses rustup's wasm32 target when installed and otherwise Debian's rustc-web (see \
+             eva's README).",
+        ),
+        Lang::Python => (
+            vec![
+                file("app.py", include_str!("plugin_new/app.py.j2")),
+                File {
+                    path: "build.sh".into(),
+                    template: include_str!("plugin_new/build-python.sh.j2"),
+                    executable: true,
+                },
+            ],
+            "Python",
+            format!("./build.sh {name}.wasm"),
+            format!("{name}.wasm"),
+            "`build.sh` needs python3 and installs componentize-py 0.25.1 with pip when it is \
+             missing. The component embeds a Python interpreter (about 18 MB); eva caches it \
+             compiled, so only the first load takes seconds.",
+        ),
+        Lang::Js => (
+            vec![
+                file("app.js", include_str!("plugin_new/app.js.j2")),
+                file("package.json", include_str!("plugin_new/package.json.j2")),
+                File { path: "build.sh".into(), template: include_str!("plugin_new/build-js.sh.j2"), executable: true },
+            ],
+            "JavaScript",
+            format!("./build.sh {name}.wasm"),
+            format!("{name}.wasm"),
+            "`build.sh` needs Node.js 20+ and npm; it installs componentize-js into node_modules \
+             on first use and builds with every WASI feature disabled.",
+        ),
+        Lang::C => (
+            vec![
+                file(format!("{snake}.c"), include_str!("plugin_new/plugin.c.j2")),
+                File { path: "build.sh".into(), template: include_str!("plugin_new/build-c.sh.j2"), executable: true },
+            ],
+            "C",
+            format!("./build.sh {name}.wasm"),
+            format!("{name}.wasm"),
+            "`build.sh` needs clang with wasm-ld and wasi-libc (Debian: clang-19, lld-19, \
+             wasi-libc, libclang-rt-19-dev-wasm32).",
+        ),
+    };
+    let lang_id = match lang {
+        Lang::Rust => "rust",
+        Lang::Python => "python",
+        Lang::Js => "js",
+        Lang::C => "c",
+    };
+    let type_name: String = name.split('-').map(|w| w[..1].to_ascii_uppercase() + &w[1..]).collect();
+    let ctx = context! {
+        name, role => role.world(), interface => role.interface(), world => role.world().replace('-', "_"),
+        p => format!("exports_eva_plugin_{}", role.interface()), type_name, description => behaviour(role),
+        behaviour => behaviour(role), sdk => sdk.map(|s| s.display().to_string()), c_file => format!("{snake}.c"),
+        lang => lang_id, lang_name, wit_version => eva_plugin_runtime::WIT_VERSION, build_command, component,
+        toolchain,
+    };
+    let mut env = Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_keep_trailing_newline(true);
+    let readme = File { path: "README.md".into(), template: README, executable: false };
+    let ignore = match lang {
+        Lang::Rust => "/target\n/plugins-out\n",
+        Lang::Js => "/node_modules\n*.wasm\n",
+        Lang::Python => "__pycache__/\n*.wasm\n",
+        Lang::C => "*.wasm\n",
+    };
+    let mut written = vec![];
+    for f in files.iter().chain([&readme]) {
+        let text = env.render_str(f.template, &ctx).with_context(|| format!("rendering {}", f.path))?;
+        written.push(write(&dir.join(&f.path), &text, f.executable)?);
+    }
+    written.push(write(&dir.join(".gitignore"), ignore, false)?);
+    Ok(written)
+}
+
+fn write(path: &Path, text: &str, executable: bool) -> Result<PathBuf> {
+    std::fs::create_dir_all(path.parent().expect("inside the project"))
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    if executable {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {} executable", path.display()))?;
+    }
+    Ok(path.to_owned())
+}
+
+/// eva's `sdk/` directory: the one given, else the one of the source tree eva-host was
+/// built from.
+fn sdk_dir(given: Option<&Path>) -> Result<PathBuf> {
+    let dir = match given {
+        Some(d) => d.to_owned(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk"),
+    };
+    let dir = dir.canonicalize().ok().filter(|d| d.join("Cargo.toml").is_file()).with_context(|| {
+        format!("a Rust plugin depends on eva's plugin SDK, which is not at {}: pass --sdk DIR", dir.display())
+    })?;
+    Ok(dir)
+}
