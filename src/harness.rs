@@ -38,3 +38,16 @@ pub fn prompt(id: &str, text: &str) -> Prompt {
 pub fn rewards(id: &str, rewards: &[f64]) -> PromptRewards {
     PromptRewards { prompt: prompt(id, "q"), rewards: rewards.to_vec(), token_counts: vec![10; rewards.len()] }
 }
+
+/// Run a plugin's `build.sh OUT` (an example's or a template's) with `eva_host` as the
+/// `EVA_HOST` it calls; panics with its output, naming the tools it needs, when it fails.
+pub fn run_build_script(script: &std::path::Path, out: &std::path::Path, eva_host: &str, needs: &str) {
+    let result = std::process::Command::new(script).arg(out).env("EVA_HOST", eva_host).output().unwrap();
+    assert!(
+        result.status.success(),
+        "{} failed (it needs {needs}: scripts/install-test-tools): {}{}",
+        script.display(),
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+}

@@ -183,3 +183,42 @@ fn sdk_dir(given: Option<&Path>) -> Result<PathBuf> {
     })?;
     Ok(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The files of every language's project, and one rendered source and README: a
+    /// change to a template shows up in review. (Each template is built and run by
+    /// `tests/plugin_new.rs`.)
+    #[test]
+    fn projects_have_their_files_and_render_cleanly() {
+        let root = tempfile::tempdir().unwrap();
+        let mut listing = String::new();
+        for (lang, id) in [(Lang::Rust, "rust"), (Lang::Python, "python"), (Lang::Js, "js"), (Lang::C, "c")] {
+            for role in Role::ALL {
+                let dir = root.path().join(format!("{id}-{}", role.world()));
+                let files = create(lang, role, "demo-plugin", &dir, None).unwrap();
+                let names: Vec<String> =
+                    files.iter().map(|f| f.strip_prefix(&dir).unwrap().display().to_string()).collect();
+                if role == Role::Pairing {
+                    listing += &format!("{id}: {}\n", names.join(" "));
+                }
+                for f in &files {
+                    let text = std::fs::read_to_string(f).unwrap();
+                    assert!(!text.contains("{{") && !text.contains("{%"), "{} is not fully rendered", f.display());
+                    // Two blank lines at most (PEP 8 puts two before a top-level class).
+                    assert!(!text.contains("\n\n\n\n"), "{} has a run of blank lines", f.display());
+                }
+            }
+        }
+        insta::assert_snapshot!("project_files", listing);
+        let c = std::fs::read_to_string(root.path().join("c-pairing/demo_plugin.c")).unwrap();
+        insta::assert_snapshot!("c_pairing_source", c);
+        let readme = std::fs::read_to_string(root.path().join("python-sampler/README.md")).unwrap();
+        let readme = readme.replace(eva_plugin_runtime::WIT_VERSION, "WIT_VERSION");
+        insta::assert_snapshot!("python_sampler_readme", readme);
+        let err = create(Lang::C, Role::Sampler, "demo-plugin", &root.path().join("c-sampler"), None).unwrap_err();
+        assert!(err.to_string().contains("already holds files"), "{err}");
+    }
+}

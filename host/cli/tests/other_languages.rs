@@ -7,20 +7,13 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use eva::harness::{engine, prompt, with_config};
+use eva::harness::{engine, prompt, run_build_script, with_config};
 use eva_plugin_runtime::{Error, Pairing, Preference, PromptResponses, ReportedError, Role, Sampler, ScoredResponse};
 
 /// Run `examples/plugins/EXAMPLE/build.sh OUT` with this eva-host.
 fn build(example: &str, out: PathBuf, needs: &str) -> PathBuf {
     let script = eva::workspace_root().join("examples/plugins").join(example).join("build.sh");
-    let result = Command::new(&script).arg(&out).env("EVA_HOST", env!("CARGO_BIN_EXE_eva-host")).output().unwrap();
-    assert!(
-        result.status.success(),
-        "{} failed (it needs {needs}: scripts/install-test-tools): {}{}",
-        script.display(),
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
+    run_build_script(&script, &out, env!("CARGO_BIN_EXE_eva-host"), needs);
     out
 }
 

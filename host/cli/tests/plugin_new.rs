@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use eva::harness::{engine, prompt, rewards};
+use eva::harness::{engine, prompt, rewards, run_build_script};
 use eva_plugin_runtime::{
     ChatMessage, Evolved, Evolver, Exchange, GenerateRequest, Generator, InfoMetric, Pairing, Plugin, Preference,
     PromptResponses, RewardModel, Role, Sampler, ScoredResponse,
@@ -27,19 +27,6 @@ fn new_project(root: &Path, lang: &str, role: &str) -> (String, PathBuf) {
     let written = eva_host(&["plugin", "new", "--lang", lang, "--role", role, &name, "--dir", dir.to_str().unwrap()]);
     assert!(written.lines().any(|l| l.ends_with("README.md")), "{written}");
     (name, dir)
-}
-
-/// Run a template's `build.sh OUT` with this eva-host.
-fn build_script(dir: &Path, out: &Path, needs: &str) {
-    let result =
-        Command::new(dir.join("build.sh")).arg(out).env("EVA_HOST", env!("CARGO_BIN_EXE_eva-host")).output().unwrap();
-    assert!(
-        result.status.success(),
-        "{}/build.sh failed (it needs {needs}: scripts/install-test-tools): {}{}",
-        dir.display(),
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
 }
 
 struct NoModel;
@@ -120,37 +107,30 @@ fn rust_templates_build_with_the_sdk_and_run() {
     }
 }
 
-#[test]
-fn python_templates_build_with_componentize_py_and_run() {
+/// Every role's template in `lang`, built by its `build.sh`, loaded and checked.
+fn build_with_script(lang: &str, needs: &str) {
     let root = tempfile::tempdir().unwrap();
     for role in ROLES {
-        let (name, dir) = new_project(root.path(), "python", role);
+        let (name, dir) = new_project(root.path(), lang, role);
         let out = root.path().join(format!("{name}.wasm"));
-        build_script(&dir, &out, "python3 and pip");
+        run_build_script(&dir.join("build.sh"), &out, env!("CARGO_BIN_EXE_eva-host"), needs);
         check(&out, &name, role);
     }
+}
+
+#[test]
+fn python_templates_build_with_componentize_py_and_run() {
+    build_with_script("python", "python3 and pip");
 }
 
 #[test]
 fn javascript_templates_build_with_componentize_js_and_run() {
-    let root = tempfile::tempdir().unwrap();
-    for role in ROLES {
-        let (name, dir) = new_project(root.path(), "js", role);
-        let out = root.path().join(format!("{name}.wasm"));
-        build_script(&dir, &out, "Node.js 20 and npm");
-        check(&out, &name, role);
-    }
+    build_with_script("js", "Node.js 20 and npm");
 }
 
 #[test]
 fn c_templates_build_with_clang_and_wasi_libc_and_run() {
-    let root = tempfile::tempdir().unwrap();
-    for role in ROLES {
-        let (name, dir) = new_project(root.path(), "c", role);
-        let out = root.path().join(format!("{name}.wasm"));
-        build_script(&dir, &out, "clang-19, lld-19, wasi-libc and libclang-rt-19-dev-wasm32");
-        check(&out, &name, role);
-    }
+    build_with_script("c", "clang-19, lld-19, wasi-libc and libclang-rt-19-dev-wasm32");
 }
 
 #[test]

@@ -289,6 +289,13 @@ fn a_run_cut_back_after_the_first_evolve_phase_resumes_into_the_same_second_iter
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && err.contains("not sha256:") && err.contains("plugins.lock"), "{err}");
     assert!(!changed.join("iter-1").exists(), "nothing was run");
+    // So is a new run told to use plugins it does not get (`--plugin-lock`).
+    let fresh = dir.path().join("fresh");
+    let lock = changed.join("plugins.lock");
+    let out = eva_run_with(&two, &seeds, &fresh, &["--plugin-lock", lock.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&lock.display().to_string()), "{err}");
+    assert!(!fresh.join("iter-1").exists(), "nothing was run");
 }
 
 #[test]
