@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use eva_plugin_registry::PluginLock;
 use serde::Serialize;
 
 use crate::eval_cmd::EvalSummary;
@@ -287,7 +288,8 @@ fn render(dir: &Path, lineage_count: usize) -> Result<String> {
     let store = RunStore { dir: dir.to_owned() };
     let its = load(dir)?;
     let summaries: Vec<IterationSummary> = store.read(&dir.join("metrics.jsonl"))?.unwrap_or_default();
-    let plugins: Vec<serde_json::Value> = store.read(&dir.join("plugins.lock"))?.unwrap_or_default();
+    let lock_path = dir.join("plugins.lock");
+    let plugins = if lock_path.is_file() { PluginLock::read(&lock_path)?.plugins } else { vec![] };
     let config = std::fs::read_to_string(dir.join("config.toml")).context("reading config.toml")?;
     let eval_path = dir.join("eval").join("eval.json");
     let eval: Option<EvalSummary> = if eval_path.is_file() {
@@ -318,6 +320,7 @@ mod tests {
     use super::*;
     use crate::run_cmd::store::Answer;
     use eva_engine::Message;
+    use eva_plugin_registry::LockedPlugin;
 
     fn prompt(id: &str, text: &str, origin: &str, parent: Option<&str>) -> PromptRecord {
         PromptRecord {
@@ -376,10 +379,16 @@ mod tests {
             prompt("s3", "Write a <haiku> & a limerick.", "seed", None),
         ];
         store.write(&dir.join("seed.jsonl"), &seeds).unwrap();
-        let lock = [
-            serde_json::json!({"role": "info-metric", "name": "regret", "version": "0.1.0", "sha256": "ab".repeat(32)}),
-        ];
-        store.write(&dir.join("plugins.lock"), &lock).unwrap();
+        let regret = LockedPlugin {
+            role: "info-metric".into(),
+            name: "regret".into(),
+            version: "0.1.0".into(),
+            source: "oci://127.0.0.1:5000/eva/regret:v1".into(),
+            pinned: format!("oci://127.0.0.1:5000/eva/regret@sha256:{}", "cd".repeat(32)),
+            digest: format!("sha256:{}", "ab".repeat(32)),
+            signed_by: None,
+        };
+        PluginLock { plugins: vec![regret] }.write(&dir.join("plugins.lock")).unwrap();
         store.write(&dir.join("metrics.jsonl"), &[summary(1), summary(2)]).unwrap();
         let steps = |losses: &[f64]| -> Vec<serde_json::Value> {
             losses
