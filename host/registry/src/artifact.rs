@@ -14,6 +14,9 @@ pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+jso
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 pub const LAYER_MEDIA_TYPE: &str = "application/wasm";
 
+/// The largest component eva pulls: a registry cannot make it buffer more.
+pub const MAX_COMPONENT_BYTES: usize = 512 << 20;
+
 /// The plugin's role (`info-metric`, `sampler`, ...).
 pub const ANNOTATION_ROLE: &str = "dev.eva.plugin.role";
 /// The `eva:plugin` WIT version the plugin was built against.
@@ -125,6 +128,13 @@ impl PluginManifest {
             return Err(format!("its layer is `{}`, not `{LAYER_MEDIA_TYPE}`", layer.media_type));
         }
         crate::reference::check_digest(&layer.digest)?;
+        if !(1..=MAX_COMPONENT_BYTES as i64).contains(&layer.size) {
+            return Err(format!(
+                "its component is declared as {} bytes; eva takes 1 byte to {} MiB",
+                layer.size,
+                MAX_COMPONENT_BYTES >> 20
+            ));
+        }
         Ok(PluginManifest { layer, annotations: manifest.annotations.unwrap_or_default() })
     }
 }
@@ -155,5 +165,8 @@ mod tests {
             "digest":"sha256:00","size":1},"layers":[]}"#;
         assert!(PluginManifest::parse(image.as_bytes()).unwrap_err().contains("not a Wasm artifact"));
         assert!(PluginManifest::parse(b"<html>").unwrap_err().contains("not an OCI image manifest"));
+        let huge = Artifact::new(b"\0asm", &PluginInfo::default(), BTreeMap::new()).manifest;
+        let huge = String::from_utf8(huge).unwrap().replace(r#""size":4"#, r#""size":9999999999"#);
+        assert!(PluginManifest::parse(huge.as_bytes()).unwrap_err().contains("declared as 9999999999 bytes"));
     }
 }

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
@@ -172,8 +174,10 @@ impl RegistryClient {
             Some(bytes) => bytes,
             None => {
                 from_cache = false;
-                let mut bytes = Vec::new();
-                self.runtime.block_on(client.pull_blob(image, &manifest.layer, &mut bytes)).map_err(|e| match e {
+                let mut sink = Bounded { bytes: Vec::new(), limit: manifest.layer.size as usize };
+                let pulled = self.runtime.block_on(client.pull_blob(image, &manifest.layer, &mut sink));
+                let bytes = sink.bytes;
+                pulled.map_err(|e| match e {
                     oci_client::errors::OciDistributionError::DigestError(_) => Error::DigestMismatch {
                         reference: name.clone(),
                         what: "the component",
@@ -208,6 +212,32 @@ impl RegistryClient {
     }
 }
 
+/// A blob's bytes, refusing more than its manifest declared (checked in range when the
+/// manifest was parsed): a registry cannot make eva buffer without end.
+struct Bounded {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl tokio::io::AsyncWrite for Bounded {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        if this.bytes.len() + buf.len() > this.limit {
+            return Poll::Ready(Err(std::io::Error::other("the registry sent more bytes than the manifest declares")));
+        }
+        this.bytes.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
 fn is_loopback(registry: &str) -> bool {
     let host = match registry.strip_prefix('[') {
@@ -220,6 +250,19 @@ fn is_loopback(registry: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_blob_longer_than_declared_is_refused() {
+        let mut sink = Bounded { bytes: vec![], limit: 5 };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut write = |buf: &[u8]| match tokio::io::AsyncWrite::poll_write(Pin::new(&mut sink), &mut cx, buf) {
+            Poll::Ready(r) => r.map_err(|e| e.to_string()),
+            Poll::Pending => unreachable!("never pending"),
+        };
+        assert_eq!(write(b"abc"), Ok(3));
+        assert!(write(b"def").unwrap_err().contains("more bytes than the manifest declares"));
+        assert_eq!(write(b"de"), Ok(2));
+    }
 
     #[test]
     fn only_loopback_registries_are_plain_http_by_default() {
