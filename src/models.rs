@@ -163,6 +163,7 @@ pub fn tiny_llama(vocab_size: usize) -> eva_engine::ModelConfig {
         head_dim: 8,
         rms_norm_eps: 1e-5,
         rope_theta: 10_000.0,
+        rope_scaling: Default::default(),
         max_position_embeddings: 512,
         tie_word_embeddings: true,
         attention_bias: false,

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod rope;
+pub use rope::RopeScaling;
+
 /// The model families the engine runs. They share one forward pass and differ in a few
 /// switches: biases on q/k/v (qwen2) and RMS norms on q and k (qwen3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +83,9 @@ pub struct ModelConfig {
     pub head_dim: usize,
     pub rms_norm_eps: f64,
     pub rope_theta: f64,
+    /// Long-context rescaling of the rotary frequencies.
+    #[serde(default)]
+    pub rope_scaling: RopeScaling,
     pub max_position_embeddings: usize,
     pub tie_word_embeddings: bool,
     /// Llama models may carry biases on q/k/v/o (`attention_bias`); qwen2 always does on q/k/v.
@@ -142,12 +148,11 @@ impl ModelConfig {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
         let hf: HfConfig = serde_json::from_str(&text)
             .map_err(|e| Error::Invalid { path: path.to_owned(), what: format!("not a usable config.json: {e}") })?;
-        if let Some(scaling) = hf.rope_scaling.as_ref().filter(|v| !v.is_null()) {
-            return Err(Error::Invalid {
-                path: path.to_owned(),
-                what: format!("rope_scaling {scaling} is not supported yet"),
-            });
-        }
+        let rope_scaling = RopeScaling::from_hf(
+            hf.rope_scaling.as_ref().unwrap_or(&serde_json::Value::Null),
+            hf.max_position_embeddings,
+        )
+        .map_err(|what| Error::Invalid { path: path.to_owned(), what })?;
         let architecture = Architecture::parse(&hf.model_type, path)?;
         let config = Self {
             architecture,
@@ -160,6 +165,7 @@ impl ModelConfig {
             head_dim: hf.head_dim.unwrap_or(hf.hidden_size / hf.num_attention_heads.max(1)),
             rms_norm_eps: hf.rms_norm_eps,
             rope_theta: hf.rope_theta,
+            rope_scaling,
             max_position_embeddings: hf.max_position_embeddings,
             tie_word_embeddings: hf.tie_word_embeddings,
             attention_bias: hf.attention_bias || architecture.qkv_bias(),
@@ -190,6 +196,28 @@ impl ModelConfig {
         let vocab_size = *embd.shape.dims().first().unwrap_or(&0);
         let hidden_size = int("embedding_length")?;
         let num_heads = int("attention.head_count")?;
+        let unsupported = |what: String| Error::Invalid { path: path.to_owned(), what };
+        // Llama 3.1's rescaling is baked into a frequency-factor tensor that HF configs
+        // cannot express; using the file without it would be silently wrong.
+        if content.tensor_infos.contains_key("rope_freqs.weight") {
+            return Err(unsupported(
+                "rope frequency factors (`rope_freqs.weight`, Llama 3.1 rope scaling) are not \
+                                    supported yet; a Hugging Face directory of the model is"
+                    .into(),
+            ));
+        }
+        let scaling_type = get(&key("rope.scaling.type")).and_then(|v| v.to_string().ok()).map(String::as_str);
+        let rope_scaling = match scaling_type {
+            None | Some("none") => RopeScaling::Default,
+            Some("linear") => RopeScaling::Linear {
+                factor: float("rope.scaling.factor")
+                    .filter(|f| *f > 0.0)
+                    .ok_or_else(|| missing(&key("rope.scaling.factor")))?,
+            },
+            Some(other) => {
+                return Err(unsupported(format!("GGUF rope scaling `{other}` is not supported (linear is)")));
+            }
+        };
         let config = Self {
             architecture,
             vocab_size,
@@ -202,6 +230,7 @@ impl ModelConfig {
             rms_norm_eps: float("attention.layer_norm_rms_epsilon")
                 .ok_or_else(|| missing(&key("attention.layer_norm_rms_epsilon")))?,
             rope_theta: float("rope.freq_base").unwrap_or(10_000.0),
+            rope_scaling,
             max_position_embeddings: int("context_length").unwrap_or(4096),
             tie_word_embeddings: !has_output,
             attention_bias: architecture.qkv_bias(),
@@ -259,6 +288,9 @@ impl ModelConfig {
             "bos_token_id": bos,
             "eos_token_id": if eos.len() == 1 { serde_json::json!(eos[0]) } else { serde_json::json!(eos) },
         });
+        if self.rope_scaling != RopeScaling::Default {
+            json["rope_scaling"] = self.rope_scaling.to_hf();
+        }
         if let Some(labels) = labels {
             json["num_labels"] = labels.into();
             json["id2label"] =

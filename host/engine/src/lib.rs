@@ -36,7 +36,7 @@ mod train;
 mod weights;
 
 pub use chat::{ChatTemplate, Message};
-pub use config::{Architecture, Head, ModelConfig};
+pub use config::{Architecture, Head, ModelConfig, RopeScaling};
 pub use error::{Error, Result};
 pub use fetch::{DEFAULT_MODEL, FetchError, PackagedModel, extract_verified, fetch};
 pub use generate::{Completion, FinishReason, GenerationParams};

@@ -334,10 +334,10 @@ impl Transformer {
 
 fn rope_tables(c: &ModelConfig, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
     let half = c.head_dim / 2;
-    let inv: Vec<f32> =
-        (0..half).map(|i| 1.0 / (c.rope_theta as f32).powf(2.0 * i as f32 / c.head_dim as f32)).collect();
-    let inv = Tensor::from_vec(inv, (1, half), device)?;
+    let (inv, attention_factor) = c.rope_scaling.frequencies(c.rope_theta, c.head_dim);
+    let inv = Tensor::from_vec(inv.into_iter().map(|f| f as f32).collect::<Vec<_>>(), (1, half), device)?;
     let pos = Tensor::arange(0u32, c.max_position_embeddings as u32, device)?.to_dtype(DType::F32)?.reshape(((), 1))?;
     let freqs = pos.broadcast_mul(&inv)?;
-    Ok((freqs.cos()?, freqs.sin()?))
+    // YaRN scales cos and sin (and so attention logits) by its attention factor.
+    Ok(((freqs.cos()? * attention_factor)?, (freqs.sin()? * attention_factor)?))
 }

@@ -4,7 +4,9 @@
 use candle_core::{D, DType, Device, Tensor};
 use eva_engine::logprobs::{Scored, TokenBatch, token_logprobs};
 use eva_engine::model::{Kernels, KvCache, Linear};
-use eva_engine::{Adaptation, Architecture, Head, LoraConfig, ModelConfig, TrainableModel, Transformer, Weights};
+use eva_engine::{
+    Adaptation, Architecture, Head, LoraConfig, ModelConfig, RopeScaling, TrainableModel, Transformer, Weights,
+};
 
 fn tiny(arch: Architecture) -> ModelConfig {
     ModelConfig {
@@ -18,6 +20,7 @@ fn tiny(arch: Architecture) -> ModelConfig {
         head_dim: 8,
         rms_norm_eps: 1e-5,
         rope_theta: 10_000.0,
+        rope_scaling: Default::default(),
         max_position_embeddings: 64,
         tie_word_embeddings: arch == Architecture::Llama,
         attention_bias: arch == Architecture::Qwen2,
@@ -244,4 +247,28 @@ fn log_softmax_rows_are_normalised() {
     let lse = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap().exp().unwrap().sum(D::Minus1).unwrap();
     let total = lse.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert!(total.iter().all(|s| (s - 1.0).abs() < 1e-5), "{total:?}");
+}
+
+#[test]
+fn rope_scaling_reaches_the_forward_pass_and_survives_config_json() {
+    let plain = tiny(Architecture::Llama);
+    let scaling = serde_json::json!({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16});
+    let yarn = ModelConfig { rope_scaling: RopeScaling::from_hf(&scaling, 64).unwrap(), ..plain.clone() };
+    let x = ids(&[&[1, 5, 9, 33, 2, 60, 7, 11, 40]]);
+    let a = model(&plain, Kernels::Fused).forward(&x, None).unwrap();
+    let b = model(&yarn, Kernels::Fused).forward(&x, None).unwrap();
+    assert!(max_diff(&a, &b) > 1e-3, "the scaled model computes something else");
+    let c = model(&yarn, Kernels::Differentiable).forward(&x, None).unwrap();
+    assert!(max_diff(&b, &c) < 1e-4, "fused and differentiable kernels agree under scaling");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, yarn.to_hf_json(None, &[0]).to_string()).unwrap();
+    assert_eq!(ModelConfig::from_hf_json(&path).unwrap(), yarn);
+    let mut json = plain.to_hf_json(None, &[0]);
+    assert!(json.get("rope_scaling").is_none(), "plain rope writes no rope_scaling");
+    json["rope_scaling"] = serde_json::json!({"rope_type": "longrope", "factor": 2.0});
+    std::fs::write(&path, json.to_string()).unwrap();
+    let err = ModelConfig::from_hf_json(&path).unwrap_err().to_string();
+    assert!(err.contains("config.json") && err.contains("`longrope` is not supported"), "{err}");
 }
