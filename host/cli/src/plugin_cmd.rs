@@ -177,6 +177,12 @@ pub fn run(cmd: PluginCommand) -> Result<()> {
                 exports: vec![format!("eva:plugin/{}@{}", plugin.role().interface(), plugin.wit_version())],
             };
             let digest = eva_plugin_registry::sha256_digest(&bytes);
+            // What is pushed must be what was checked above.
+            anyhow::ensure!(
+                digest == format!("sha256:{}", plugin.digest()),
+                "{} changed while it was being published",
+                file.display()
+            );
             let signature = match &sign {
                 Some(key) => SigningKey::read(key)?.sign(&digest),
                 None => Default::default(),

@@ -56,12 +56,15 @@ const README: &str = include_str!("plugin_new/README.md.j2");
 /// Write a new plugin project called `name` into `dir` (which must not hold files);
 /// `sdk` is eva's `sdk/` directory, which Rust plugins depend on.
 pub fn create(lang: Lang, role: Role, name: &str, dir: &Path, sdk: Option<&Path>) -> Result<Vec<PathBuf>> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
+    // Words of a-z and 0-9 joined by single dashes: every language's identifiers derive
+    // from it (`my-plugin` → `MyPlugin`, `my_plugin`).
+    let valid = name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && name.split('-').all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
     if !valid {
-        bail!("plugin name `{name}`: use 1 to 64 characters of a-z, 0-9 and `-`, starting with a letter");
+        bail!(
+            "plugin name `{name}`: use words of a-z and 0-9 joined by single `-`, starting with a letter (at most 64 characters)"
+        );
     }
     if dir.read_dir().is_ok_and(|mut d| d.next().is_some()) {
         bail!("{} already holds files: choose another --dir", dir.display());
@@ -220,5 +223,9 @@ mod tests {
         insta::assert_snapshot!("python_sampler_readme", readme);
         let err = create(Lang::C, Role::Sampler, "demo-plugin", &root.path().join("c-sampler"), None).unwrap_err();
         assert!(err.to_string().contains("already holds files"), "{err}");
+        for bad in ["demo-", "demo--plugin", "-demo", "Demo", ""] {
+            let err = create(Lang::Rust, Role::Sampler, bad, &root.path().join("bad"), None).unwrap_err();
+            assert!(err.to_string().contains("joined by single `-`"), "{bad}: {err}");
+        }
     }
 }

@@ -66,7 +66,7 @@ fn check(component: &Path, name: &str, role: &str) {
             let children = evolver.evolve(&two, Arc::new(NoModel)).unwrap();
             let child = |parent, text: &str| Evolved {
                 parent,
-                messages: vec![ChatMessage::user(&format!("{text} Explain each step."))],
+                messages: vec![ChatMessage::user(format!("{text} Explain each step."))],
                 method: "step-by-step".into(),
             };
             assert_eq!(children, [child(0, "Name a colour."), child(1, "Add 2 and 3.")], "{name}");

@@ -299,3 +299,52 @@ impl ModelConfig {
         json
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::{GgmlDType, QTensor, gguf_file::Value};
+
+    /// A tiny llama GGUF with these extra metadata entries and tensors, read back.
+    fn gguf(extra: &[(&str, Value)], extra_tensors: &[&str]) -> gguf_file::Content {
+        let zeros = |shape: &[usize]| {
+            let t = candle_core::Tensor::zeros(shape, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+            QTensor::quantize(&t, GgmlDType::F32).unwrap()
+        };
+        let mut metadata = vec![
+            ("general.architecture", Value::String("llama".into())),
+            ("llama.embedding_length", Value::U32(8)),
+            ("llama.attention.head_count", Value::U32(2)),
+            ("llama.feed_forward_length", Value::U32(16)),
+            ("llama.block_count", Value::U32(1)),
+            ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+        ];
+        metadata.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+        let mut tensors = vec![("token_embd.weight", zeros(&[5, 8]))];
+        tensors.extend(extra_tensors.iter().map(|n| (*n, zeros(&[2]))));
+        let meta: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+        let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        gguf_file::write(&mut bytes, &meta, &refs).unwrap();
+        bytes.set_position(0);
+        gguf_file::Content::read(&mut bytes).unwrap()
+    }
+
+    #[test]
+    fn gguf_rope_scaling_is_read_or_refused_by_name() {
+        let path = Path::new("m.gguf");
+        let plain = ModelConfig::from_gguf(&gguf(&[], &[]), path, false).unwrap();
+        assert_eq!(plain.rope_scaling, RopeScaling::Default);
+        let linear = [
+            ("llama.rope.scaling.type", Value::String("linear".into())),
+            ("llama.rope.scaling.factor", Value::F32(2.0)),
+        ];
+        let config = ModelConfig::from_gguf(&gguf(&linear, &[]), path, false).unwrap();
+        assert_eq!(config.rope_scaling, RopeScaling::Linear { factor: 2.0 });
+        let yarn = [("llama.rope.scaling.type", Value::String("yarn".into()))];
+        let err = ModelConfig::from_gguf(&gguf(&yarn, &[]), path, false).unwrap_err().to_string();
+        assert!(err.contains("m.gguf") && err.contains("`yarn` is not supported"), "{err}");
+        let err = ModelConfig::from_gguf(&gguf(&[], &["rope_freqs.weight"]), path, false).unwrap_err().to_string();
+        assert!(err.contains("m.gguf") && err.contains("rope_freqs.weight"), "{err}");
+    }
+}
