@@ -1,14 +1,15 @@
 //! The engine against llama.cpp on the embedded default model (SmolLM2-135M-Instruct,
-//! Q4_1): token ids, greedy continuation and logits. Downloads the model and the
+//! Q4_1, byte-level BPE) and on Gemma 3 270M (Q4_K_M, SentencePiece, sliding-window
+//! layers): token ids, greedy continuation and logits. Downloads the models and the
 //! reference once; never skipped.
 
 use candle_core::{Device, Tensor};
-use eva::models::{default_model, llama_cpp};
+use eva::models::{default_model, gemma3_270m, gemma3_270m_f32, llama_cpp};
 use eva_engine::{Adaptation, GenerationParams, LanguageModel, Message, Sampling, WeightFormat};
 use serde_json::json;
 
 /// Strings that trip tokenizers: unicode, digits, code, whitespace runs, chat markup.
-const HARD: [&str; 14] = [
+const HARD: [&str; 16] = [
     "Hello, world!",
     "naïve café, Straße, 東京タワー, Привет мир, مرحبا, 🦀🚀 emoji👍🏽",
     "3.14159 1,000,000 2024-11-24 0x1F 12345678901234567890",
@@ -23,6 +24,8 @@ const HARD: [&str; 14] = [
     "$\\frac{a}{b}$ and \\(x^2\\) in LaTeX",
     "",
     "<|endoftext|>text after a special token",
+    "<start_of_turn>user\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n",
+    "tabs\t\t\tand newlines\n\n\n\n\nend \n \n\t x",
 ];
 
 fn load(format: WeightFormat) -> LanguageModel {
@@ -31,8 +34,17 @@ fn load(format: WeightFormat) -> LanguageModel {
 
 #[test]
 fn tokenizer_matches_llama_cpp_and_round_trips() {
-    let model = load(WeightFormat::F32);
-    let reference = llama_cpp(json!({"model": default_model(), "tokenize": HARD}));
+    tokenizer_matches(&load(WeightFormat::F32), &default_model());
+}
+
+#[test]
+fn gemma3_sentencepiece_tokenizer_matches_llama_cpp_and_round_trips() {
+    let model = LanguageModel::load(&gemma3_270m(), WeightFormat::Native).expect("loading Gemma 3 270M");
+    tokenizer_matches(&model, &gemma3_270m());
+}
+
+fn tokenizer_matches(model: &LanguageModel, path: &std::path::Path) {
+    let reference = llama_cpp(json!({"model": path, "tokenize": HARD}));
     let mut mismatches = vec![];
     for (i, text) in HARD.iter().enumerate() {
         let ours = model.tokenizer.encode(text).unwrap();
@@ -66,9 +78,8 @@ struct Comparison {
 
 /// Greedy `STEPS` tokens from eva and from llama.cpp on the same prompt, and eva's logits
 /// (teacher-forced on llama.cpp's continuation) against llama.cpp's top-20 at every step.
-fn compare(model: &LanguageModel, reference_model: &std::path::Path, f32_kv: bool) -> Comparison {
+fn compare(model: &LanguageModel, reference_model: &std::path::Path, prompt: Vec<u32>, f32_kv: bool) -> Comparison {
     const STEPS: usize = 64;
-    let prompt = story_prompt(model);
     let request =
         json!({"model": reference_model, "f32_kv": f32_kv, "greedy": {"prompt": prompt, "steps": STEPS, "top": 20}});
     let reference = llama_cpp(request);
@@ -94,7 +105,7 @@ fn f32_logits_and_greedy_continuation_match_llama_cpp() {
     // The same weights (the Q4_1 file dequantized) in f32 on both sides, f32 KV cache in
     // llama.cpp: the two implementations must compute the same function.
     let model = load(WeightFormat::F32);
-    let c = compare(&model, &eva::models::default_model_f32(), true);
+    let c = compare(&model, &eva::models::default_model_f32(), story_prompt(&model), true);
     println!(
         "f32: greedy agrees with llama.cpp on {}/{} tokens; max |Δlogit| over top-20 × 64 steps = {:.2e}",
         c.agree, c.generated, c.max_delta
@@ -110,13 +121,32 @@ fn quantized_inference_stays_within_quantization_noise_of_llama_cpp() {
     // llama.cpp keeps an f16 KV cache), so logits agree only to quantization noise:
     // measured ~0.85 at most, about 3% of the logits' magnitude.
     let model = load(WeightFormat::Native);
-    let c = compare(&model, &default_model(), false);
+    let c = compare(&model, &default_model(), story_prompt(&model), false);
     println!(
         "native Q4_1: greedy agrees with llama.cpp on {}/{} tokens; max |Δlogit| over top-20 × 64 steps = {:.3}",
         c.agree, c.generated, c.max_delta
     );
     assert!(c.agree >= 16, "greedy continuation diverges early, at token {}", c.agree);
     assert!(c.max_delta < 1.5, "logits differ from llama.cpp by up to {}", c.max_delta);
+}
+
+#[test]
+fn gemma3_f32_logits_and_greedy_continuation_match_llama_cpp() {
+    // A base model: a plain-text prompt (with BOS), no chat template, longer than the
+    // 512-token sliding window of five layers in six, so the window's mask is checked.
+    let model = LanguageModel::load(&gemma3_270m_f32(), WeightFormat::F32).expect("loading Gemma 3 270M in f32");
+    let text: String = (1..=40).map(|i| format!("Step {i}: the keeper climbed stair number {}. ", i * 7)).collect();
+    let prompt = model.tokenizer.encode_prompt(&format!("{text}Then the old lighthouse keeper")).unwrap();
+    assert_eq!(prompt[0], model.tokenizer.bos.unwrap(), "gemma prompts start with BOS");
+    assert!(prompt.len() > 512 + 16, "the prompt ({} tokens) must outgrow the window", prompt.len());
+    let c = compare(&model, &gemma3_270m_f32(), prompt, true);
+    println!(
+        "gemma3 f32: greedy agrees with llama.cpp on {}/{} tokens; max |Δlogit| over top-20 × 64 steps = {:.2e}",
+        c.agree, c.generated, c.max_delta
+    );
+    assert_eq!(c.generated, 64, "the prompt yields 64 tokens without EOS");
+    assert_eq!(c.agree, 64, "greedy continuation diverges from llama.cpp at token {}", c.agree);
+    assert!(c.max_delta < 2e-2, "logits differ from llama.cpp by up to {}", c.max_delta);
 }
 
 #[test]

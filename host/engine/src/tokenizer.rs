@@ -62,58 +62,78 @@ impl Tokenizer {
             list.iter().map(|s| s.to_string().cloned().map_err(|e| err(format!("`{key}`: {e}")))).collect()
         };
         let id = |key: &str| meta.get(key).and_then(|v| v.to_u32().ok());
+        let flag = |key: &str| meta.get(key).and_then(|v| v.to_bool().ok());
         let model = meta.get("tokenizer.ggml.model").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
-        if model != "gpt2" {
-            return Err(err(format!(
-                "tokenizer model `{model}` is not supported from GGUF yet (byte-level BPE `gpt2` is); \
-                 pass a Hugging Face directory with tokenizer.json instead"
-            )));
-        }
         let tokens = strings("tokenizer.ggml.tokens")?;
-        let merges = strings("tokenizer.ggml.merges")?;
         let types: Vec<i32> = match meta.get("tokenizer.ggml.token_type") {
             Some(v) => v.to_vec().map_err(|e| err(e.to_string()))?.iter().map(|t| t.to_i32().unwrap_or(1)).collect(),
             None => vec![1; tokens.len()],
         };
-        let pre = meta.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).map_or("default", |s| s.as_str());
-        let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
-        let split = |regex: &str| json!({"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false});
-        let pre_tokenizer = match pre {
-            "default" | "gpt-2" | "gpt2" => byte_level(true),
-            "smollm" => {
-                json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]})
+        if types.len() != tokens.len() {
+            return Err(err(format!("{} token types for {} tokens", types.len(), tokens.len())));
+        }
+        let vocab: serde_json::Map<String, serde_json::Value> =
+            tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
+        let (normalizer, pre_tokenizer, decoder, bpe) = match model.as_str() {
+            "gpt2" => {
+                let merges = strings("tokenizer.ggml.merges")?;
+                let pre =
+                    meta.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).map_or("default", |s| s.as_str());
+                let decoder =
+                    json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true});
+                (
+                    json!(null),
+                    byte_level_pre_tokenizer(pre).map_err(err)?,
+                    decoder,
+                    json!({"merges": merges, "byte_fallback": false}),
+                )
             }
-            "llama-bpe" | "llama3" | "smaug-bpe" => {
-                json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_SPLIT), byte_level(false)]})
+            "llama" => {
+                let scores: Vec<f32> = match meta.get("tokenizer.ggml.scores") {
+                    Some(v) => {
+                        v.to_vec().map_err(|e| err(e.to_string()))?.iter().map(|s| s.to_f32().unwrap_or(0.0)).collect()
+                    }
+                    None => return Err(err("GGUF metadata has no `tokenizer.ggml.scores`".into())),
+                };
+                if scores.len() != tokens.len() {
+                    return Err(err(format!("{} token scores for {} tokens", scores.len(), tokens.len())));
+                }
+                let prefix = flag("tokenizer.ggml.add_space_prefix").unwrap_or(true);
+                let (normalizer, decoder) = spm_text_rules(prefix);
+                let merges = spm_merges(&tokens, &scores, &types);
+                (normalizer, json!(null), decoder, json!({"merges": merges, "byte_fallback": true}))
             }
-            "qwen2" => json!({"type": "Sequence", "pretokenizers": [split(QWEN2_SPLIT), byte_level(false)]}),
-            other => return Err(err(format!("pre-tokenizer `{other}` (tokenizer.ggml.pre) is not supported yet"))),
+            other => {
+                return Err(err(format!(
+                    "tokenizer model `{other}` is not supported from GGUF (byte-level BPE `gpt2` and \
+                     SentencePiece `llama` are); pass a Hugging Face directory with tokenizer.json instead"
+                )));
+            }
         };
-        // Token types 3 (control) and 4 (user-defined) are matched whole, never split.
+        // Like llama.cpp: control (3) and unknown (2) tokens are special, user-defined ones
+        // (4, e.g. gemma's newline runs) are matched whole but decode as text.
         let added: Vec<_> = types
             .iter()
             .enumerate()
-            .filter(|(_, t)| matches!(t, 3 | 4))
-            .map(|(i, _)| json!({"id": i, "content": tokens[i], "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
+            .filter(|(_, t)| matches!(t, 2..=4))
+            .map(|(i, t)| json!({"id": i, "content": tokens[i], "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": *t != 4}))
             .collect();
-        let vocab: serde_json::Map<String, serde_json::Value> =
-            tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
         let spec = json!({
             "version": "1.0",
             "truncation": null,
             "padding": null,
             "added_tokens": added,
-            "normalizer": null,
+            "normalizer": normalizer,
             "pre_tokenizer": pre_tokenizer,
             "post_processor": null,
-            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "decoder": decoder,
             "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-                      "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                      "vocab": vocab, "merges": merges},
+                      "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": bpe["byte_fallback"], "ignore_merges": false,
+                      "vocab": vocab, "merges": bpe["merges"]},
         });
         let inner = tokenizers::Tokenizer::from_str(&spec.to_string()).map_err(|e| err(e.to_string()))?;
         let eos = id("tokenizer.ggml.eos_token_id").into_iter().chain(id("tokenizer.ggml.eot_token_id")).collect();
-        let add_bos = meta.get("tokenizer.ggml.add_bos_token").and_then(|v| v.to_bool().ok()).unwrap_or(false);
+        let add_bos = flag("tokenizer.ggml.add_bos_token").unwrap_or(false);
         Ok(Self::from_inner(inner, id("tokenizer.ggml.bos_token_id"), eos, add_bos, path.to_owned()))
     }
 
@@ -165,4 +185,64 @@ impl Tokenizer {
     pub fn token_text(&self, id: u32) -> Option<String> {
         self.inner.id_to_token(id)
     }
+}
+
+/// The pre-tokenizer of a byte-level BPE family, by llama.cpp's `tokenizer.ggml.pre` name.
+fn byte_level_pre_tokenizer(pre: &str) -> std::result::Result<serde_json::Value, String> {
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+    let split =
+        |regex: &str| json!({"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false});
+    Ok(match pre {
+        "default" | "gpt-2" | "gpt2" => byte_level(true),
+        "smollm" => {
+            json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]})
+        }
+        "llama-bpe" | "llama3" | "smaug-bpe" => {
+            json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_SPLIT), byte_level(false)]})
+        }
+        "qwen2" => json!({"type": "Sequence", "pretokenizers": [split(QWEN2_SPLIT), byte_level(false)]}),
+        other => return Err(format!("pre-tokenizer `{other}` (tokenizer.ggml.pre) is not supported yet")),
+    })
+}
+
+/// SentencePiece's text rules as llama.cpp applies them: spaces are `▁`, optionally one in
+/// front of the text; decoding undoes both and turns `<0xNN>` byte tokens back into bytes.
+fn spm_text_rules(add_space_prefix: bool) -> (serde_json::Value, serde_json::Value) {
+    let replace = json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"});
+    let normalizer = if add_space_prefix {
+        json!({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u{2581}"}, replace]})
+    } else {
+        replace
+    };
+    let mut steps = vec![
+        json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}),
+        json!({"type": "ByteFallback"}),
+        json!({"type": "Fuse"}),
+    ];
+    if add_space_prefix {
+        steps.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+    }
+    (normalizer, json!({"type": "Sequence", "decoders": steps}))
+}
+
+/// BPE merges equivalent to llama.cpp's SentencePiece tokenizer, which repeatedly joins
+/// the adjacent pair whose joined text is the highest-scoring token: every split of a
+/// token into two tokens is a merge, ranked by the joined token's score.
+fn spm_merges(tokens: &[String], scores: &[f32], types: &[i32]) -> Vec<(String, String)> {
+    let known: std::collections::HashSet<&str> = tokens.iter().map(String::as_str).collect();
+    let mut merges: Vec<(f32, usize, &str, &str)> = Vec::new();
+    for (id, token) in tokens.iter().enumerate() {
+        // Control and byte tokens are never built from pieces.
+        if matches!(types[id], 3 | 6) {
+            continue;
+        }
+        for (at, _) in token.char_indices().skip(1) {
+            let (left, right) = token.split_at(at);
+            if known.contains(left) && known.contains(right) {
+                merges.push((scores[id], id, left, right));
+            }
+        }
+    }
+    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    merges.into_iter().map(|(_, _, l, r)| (l.to_owned(), r.to_owned())).collect()
 }

@@ -64,7 +64,7 @@ impl Weights {
         let mut tensors = HashMap::new();
         let mut quantized = HashMap::new();
         for name in content.tensor_infos.keys() {
-            let Some(hf) = hf_name(name) else {
+            let Some(hf) = hf_name(name, config.architecture) else {
                 tracing::debug!(tensor = name, "ignoring GGUF tensor the engine does not use");
                 continue;
             };
@@ -76,6 +76,10 @@ impl Weights {
                 Architecture::Llama if hf.contains("k_proj") => Some(config.num_kv_heads),
                 _ => None,
             };
+            // llama.cpp's converter adds gemma's `1 +` into the norm weights.
+            if config.architecture.is_gemma() && hf.ends_with("norm.weight") {
+                t = (t - 1.0).map_err(|e| corrupt(format!("`{name}`: {e}")))?;
+            }
             let mut q = Some(q);
             if let Some(heads) = heads {
                 t = unpermute(&t, heads).map_err(|e| corrupt(format!("`{name}`: {e}")))?;
@@ -129,8 +133,10 @@ impl Weights {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut tensors = HashMap::new();
         for (name, shape) in expected_shapes(config) {
+            // Norms start as the identity: w = 1, or w = 0 where they multiply by 1 + w.
             let t = if name.ends_with("norm.weight") {
                 Tensor::ones(shape.as_slice(), DType::F32, device)
+                    .and_then(|t| t * (1.0 - config.architecture.norm_offset()))
             } else if name.ends_with(".bias") {
                 Tensor::zeros(shape.as_slice(), DType::F32, device)
             } else {
@@ -171,6 +177,10 @@ pub fn expected_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
         let mut add = |n: &str, shape: Vec<usize>| out.push((format!("{p}.{n}"), shape));
         add("input_layernorm.weight", vec![h]);
         add("post_attention_layernorm.weight", vec![h]);
+        if c.architecture.sandwich_norms() {
+            add("pre_feedforward_layernorm.weight", vec![h]);
+            add("post_feedforward_layernorm.weight", vec![h]);
+        }
         add("self_attn.q_proj.weight", vec![q, h]);
         add("self_attn.k_proj.weight", vec![kv, h]);
         add("self_attn.v_proj.weight", vec![kv, h]);
@@ -196,7 +206,7 @@ pub fn expected_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
 
 /// GGUF tensor name → Hugging Face name; `None` for tensors the engine does not use
 /// (rope frequency tables and the like).
-fn hf_name(gguf: &str) -> Option<String> {
+fn hf_name(gguf: &str, arch: Architecture) -> Option<String> {
     let fixed = match gguf {
         "token_embd.weight" => Some("model.embed_tokens.weight"),
         "output_norm.weight" => Some("model.norm.weight"),
@@ -212,7 +222,12 @@ fn hf_name(gguf: &str) -> Option<String> {
     let (part, kind) = rest.rsplit_once('.')?;
     let hf = match part {
         "attn_norm" => "input_layernorm",
+        // With sandwich norms, HF's `post_attention_layernorm` follows attention and the
+        // MLP has its own pre-norm; otherwise `post_attention_layernorm` is the MLP's.
+        "ffn_norm" if arch.sandwich_norms() => "pre_feedforward_layernorm",
         "ffn_norm" => "post_attention_layernorm",
+        "post_attention_norm" => "post_attention_layernorm",
+        "post_ffw_norm" => "post_feedforward_layernorm",
         "attn_q" => "self_attn.q_proj",
         "attn_k" => "self_attn.k_proj",
         "attn_v" => "self_attn.v_proj",
@@ -260,11 +275,20 @@ mod tests {
 
     #[test]
     fn gguf_names_map_to_hugging_face_names() {
-        assert_eq!(hf_name("blk.3.attn_q.weight").as_deref(), Some("model.layers.3.self_attn.q_proj.weight"));
-        assert_eq!(hf_name("blk.12.ffn_down.weight").as_deref(), Some("model.layers.12.mlp.down_proj.weight"));
-        assert_eq!(hf_name("blk.0.attn_k.bias").as_deref(), Some("model.layers.0.self_attn.k_proj.bias"));
-        assert_eq!(hf_name("output.weight").as_deref(), Some("lm_head.weight"));
-        assert_eq!(hf_name("rope_freqs.weight"), None);
+        let llama = |n| hf_name(n, Architecture::Llama);
+        assert_eq!(llama("blk.3.attn_q.weight").as_deref(), Some("model.layers.3.self_attn.q_proj.weight"));
+        assert_eq!(llama("blk.12.ffn_down.weight").as_deref(), Some("model.layers.12.mlp.down_proj.weight"));
+        assert_eq!(llama("blk.0.attn_k.bias").as_deref(), Some("model.layers.0.self_attn.k_proj.bias"));
+        assert_eq!(llama("blk.0.ffn_norm.weight").as_deref(), Some("model.layers.0.post_attention_layernorm.weight"));
+        assert_eq!(llama("output.weight").as_deref(), Some("lm_head.weight"));
+        assert_eq!(llama("rope_freqs.weight"), None);
+        let names = ["ffn_norm", "post_attention_norm", "post_ffw_norm"]
+            .map(|n| hf_name(&format!("blk.1.{n}.weight"), Architecture::Gemma3));
+        assert_eq!(
+            names.map(|n| n.unwrap()),
+            ["pre_feedforward_layernorm", "post_attention_layernorm", "post_feedforward_layernorm"]
+                .map(|n| format!("model.layers.1.{n}.weight"))
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@ use candle_core::{D, DType, Device, Tensor};
 use eva_engine::logprobs::{Scored, TokenBatch, token_logprobs};
 use eva_engine::model::{Kernels, KvCache, Linear};
 use eva_engine::{
-    Adaptation, Architecture, Head, LoraConfig, ModelConfig, RopeScaling, TrainableModel, Transformer, Weights,
+    Activation, Adaptation, Architecture, Head, LayerAttention, LoraConfig, ModelConfig, RopeScaling, TrainableModel,
+    Transformer, Weights,
 };
 
 fn tiny(arch: Architecture) -> ModelConfig {
@@ -22,13 +23,29 @@ fn tiny(arch: Architecture) -> ModelConfig {
         rope_theta: 10_000.0,
         rope_scaling: Default::default(),
         max_position_embeddings: 64,
-        tie_word_embeddings: arch == Architecture::Llama,
+        tie_word_embeddings: arch == Architecture::Llama || arch.is_gemma(),
         attention_bias: arch == Architecture::Qwen2,
         head: Head::LanguageModel,
+        // gemma's switches, sized so that each one changes the outputs of short inputs: a
+        // window of 3, soft caps below the logits' range, a distinct local rope base.
+        hidden_act: if arch.is_gemma() { Activation::GeluTanh } else { Activation::Silu },
+        layer_types: if arch.sandwich_norms() { vec![LayerAttention::Sliding, LayerAttention::Full] } else { vec![] },
+        sliding_window: arch.sandwich_norms().then_some(3),
+        rope_local_theta: (arch == Architecture::Gemma3).then_some(100.0),
+        query_pre_attn_scalar: arch.sandwich_norms().then_some(12.0),
+        attn_logit_softcapping: (arch == Architecture::Gemma2).then_some(2.0),
+        final_logit_softcapping: (arch == Architecture::Gemma2).then_some(3.0),
     }
 }
 
-const ARCHS: [Architecture; 3] = [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3];
+const ARCHS: [Architecture; 6] = [
+    Architecture::Llama,
+    Architecture::Qwen2,
+    Architecture::Qwen3,
+    Architecture::Gemma,
+    Architecture::Gemma2,
+    Architecture::Gemma3,
+];
 
 fn model(config: &ModelConfig, kernels: Kernels) -> Transformer {
     let w = Weights::random(config, 7, &Device::Cpu).unwrap();

@@ -86,6 +86,29 @@ impl RopeScaling {
         }
     }
 
+    /// The `llama3` scaling that llama.cpp's converter turned into `factors` (GGUF
+    /// `rope_freqs.weight`: frequency i is divided by `factors[i]`), or `None` when no
+    /// Llama 3 scaling gives them. The converter always uses low/high frequency factors 1
+    /// and 4 and an original context of 8192 (Llama 3.1 to 3.3); the factor is the largest.
+    pub fn from_llama3_factors(factors: &[f32], theta: f64, dim: usize) -> Option<Self> {
+        if factors.len() != dim / 2 || factors.iter().any(|f| !f.is_finite() || *f <= 0.0) {
+            return None;
+        }
+        let factor = f64::from(factors.iter().copied().fold(f32::MIN, f32::max));
+        let candidate = RopeScaling::Llama3 {
+            factor,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8192,
+        };
+        let (plain, _) = RopeScaling::Default.frequencies(theta, dim);
+        let (scaled, _) = candidate.frequencies(theta, dim);
+        // The file stores the factors in f32.
+        let matches =
+            plain.iter().zip(&scaled).zip(factors).all(|((p, s), &f)| ((p / s) / f64::from(f) - 1.0).abs() < 1e-5);
+        matches.then_some(candidate)
+    }
+
     /// The inverse frequencies of a head of `dim` dimensions with base `theta`, and the
     /// factor cos and sin are multiplied by.
     pub fn frequencies(&self, theta: f64, dim: usize) -> (Vec<f64>, f64) {
@@ -168,6 +191,28 @@ mod tests {
             let back = RopeScaling::from_hf(&scaling.to_hf(), 0).unwrap();
             assert_eq!(back, scaling, "{name} round-trips through config.json");
         }
+    }
+
+    #[test]
+    fn gguf_frequency_factors_are_read_as_the_llama3_scaling_they_came_from() {
+        // Factors as llama.cpp's converter derives them, here from transformers' own
+        // llama3 frequencies (factor 8), must give back a scaling that reproduces them.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/reference/transformers/rope.json");
+        let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let want: Vec<f64> =
+            reference["llama3"]["inv_freq"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let (plain, _) = RopeScaling::Default.frequencies(500_000.0, 64);
+        let factors: Vec<f32> = plain.iter().zip(&want).map(|(p, w)| (p / w) as f32).collect();
+        let scaling = RopeScaling::from_llama3_factors(&factors, 500_000.0, 64).expect("llama3 factors");
+        assert!(matches!(scaling, RopeScaling::Llama3 { factor, .. } if factor == 8.0), "{scaling:?}");
+        let (inv, _) = scaling.frequencies(500_000.0, 64);
+        let worst = inv.iter().zip(&want).map(|(a, b)| ((a - b) / b).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-6, "relative error {worst:e}");
+        // Factors no Llama 3 scaling gives, or of the wrong length, are not taken for one.
+        let mut odd = factors.clone();
+        odd[3] = 1.5;
+        assert_eq!(RopeScaling::from_llama3_factors(&odd, 500_000.0, 64), None);
+        assert_eq!(RopeScaling::from_llama3_factors(&factors[1..], 500_000.0, 64), None);
     }
 
     #[test]
