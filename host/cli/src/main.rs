@@ -76,6 +76,7 @@ pub fn plugin_engine() -> Result<eva_plugin_runtime::PluginEngine> {
 }
 
 fn main() -> std::process::ExitCode {
+    eva_engine::alloc::keep_freed_memory();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     logging::init(&cli.log);

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use candle_core::Tensor;
-use eva_engine::logprobs::{Scored, TokenBatch, token_logprobs};
+use eva_engine::logprobs::shared_prompt_logprobs;
 use eva_engine::{Adaptation, GenerationParams, LanguageModel, LoraConfig, Message, Sampling, WeightFormat};
 
 fn workspace() -> PathBuf {
@@ -152,11 +152,10 @@ fn train(adaptation: &str) {
     let prompt = long_prompt(&m, 128);
     let chosen = long_prompt(&m, 129)[1..].to_vec();
     let rejected: Vec<u32> = chosen.iter().rev().copied().collect();
-    let seqs = [Scored { prompt: &prompt, completion: &chosen }, Scored { prompt: &prompt, completion: &rejected }];
-    let batch = TokenBatch::new(&seqs, m.transformer.config.vocab_size, &candle_core::Device::Cpu).unwrap();
     let (ref_w, ref_l, beta) = (-300.0f64, -320.0f64, 0.1f64);
     let step = || {
-        let lp = token_logprobs(&tm.model, &batch).unwrap().sum(1).unwrap();
+        // As the solver does: the prompt computed once for both answers.
+        let lp = shared_prompt_logprobs(&tm.model, &prompt, &[&chosen, &rejected]).unwrap();
         let (lw, ll) = (lp.get(0).unwrap(), lp.get(1).unwrap());
         let margin = (((lw - ref_w).unwrap() - (ll - ref_l).unwrap()).unwrap() * beta).unwrap();
         // -log σ(x) = log(1 + e^{-x})
@@ -179,6 +178,7 @@ fn train(adaptation: &str) {
 }
 
 fn main() {
+    eva_engine::alloc::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     eva_engine::threads::set_threads(Some(threads()));
     match args.first().map(String::as_str) {

@@ -19,6 +19,7 @@
 //! The engine knows nothing of WebAssembly: the plugin runtime reaches it through the
 //! host binary.
 
+pub mod alloc;
 pub mod atomic;
 mod chat;
 mod config;

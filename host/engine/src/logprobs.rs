@@ -4,7 +4,7 @@ use candle_core::{D, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, TensorContext};
-use crate::model::Transformer;
+use crate::model::{Packing, Transformer};
 
 /// A prompt and the completion to score after it.
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +84,49 @@ pub fn token_logprobs(model: &Transformer, batch: &TokenBatch) -> Result<Tensor>
         let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
         let picked = logp.gather(&batch.targets.unsqueeze(2)?, 2)?.squeeze(2)?;
         picked * &batch.mask
+    })()
+    .step("completion log-probs")
+}
+
+/// `[n]` summed log-probs of several completions of one prompt, the prompt computed once
+/// (a DPO pair's chosen and rejected answers share it: a quarter less work at 128 + 128
+/// tokens). Differentiable when the model is; the same values as `token_logprobs` summed.
+pub fn shared_prompt_logprobs(model: &Transformer, prompt: &[u32], completions: &[&[u32]]) -> Result<Tensor> {
+    let vocab = model.config.vocab_size;
+    if prompt.is_empty() || completions.is_empty() || completions.iter().any(|c| c.is_empty()) {
+        return Err(Error::Request("a prompt and non-empty completions are needed".into()));
+    }
+    if let Some(t) = prompt.iter().chain(completions.iter().copied().flatten()).find(|&&t| t as usize >= vocab) {
+        return Err(Error::Request(format!("token id {t} is outside the vocabulary of {vocab}")));
+    }
+    let lens: Vec<usize> = completions.iter().map(|c| c.len()).collect();
+    let packing = Packing::shared_prompt(prompt.len(), &lens);
+    let ids: Vec<u32> = prompt.iter().chain(completions.iter().copied().flatten()).copied().collect();
+    // Completion k's first token is predicted at the prompt's last position, each later
+    // one at the position before it.
+    let (mut rows, mut start) = (Vec::new(), prompt.len());
+    for &n in &lens {
+        rows.push(prompt.len() - 1);
+        rows.extend(start..start + n - 1);
+        start += n;
+    }
+    let device = model.device();
+    let targets: Vec<u32> = completions.iter().copied().flatten().copied().collect();
+    let logits =
+        model.forward_packed(&Tensor::from_vec(ids, (1, start), device).step("packed ids")?, &packing, &rows)?;
+    (|| {
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let picked = logp.gather(&Tensor::from_vec(targets, (rows.len(), 1), device)?, 1)?.squeeze(1)?;
+        let mut at = 0;
+        let sums = lens
+            .iter()
+            .map(|&n| {
+                let sum = picked.narrow(0, at, n)?.sum(0);
+                at += n;
+                sum
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Tensor::stack(&sums, 0)
     })()
     .step("completion log-probs")
 }

@@ -131,6 +131,41 @@ enum Readout<'a> {
     From(usize),
     /// One position per row.
     At(&'a [usize]),
+    /// These positions of a single packed row.
+    Rows(&'a [usize]),
+}
+
+/// Several sequences packed into one row: each token has its own rope position and
+/// segment, and sees the earlier tokens of its own segment and of the segment it
+/// continues. A prompt shared by several completions is computed once this way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Packing {
+    /// The rope position of every token (a completion's restart after its prompt's).
+    pub positions: Vec<u32>,
+    /// Per token, its segment; `parent[segment]` is the segment it continues, if any.
+    pub segments: Vec<usize>,
+    pub parent: Vec<Option<usize>>,
+}
+
+impl Packing {
+    /// `prompt` once, then each completion after it.
+    pub fn shared_prompt(prompt_len: usize, completion_lens: &[usize]) -> Self {
+        let mut positions: Vec<u32> = (0..prompt_len as u32).collect();
+        let mut segments = vec![0; prompt_len];
+        for (i, &n) in completion_lens.iter().enumerate() {
+            positions.extend((prompt_len..prompt_len + n).map(|p| p as u32));
+            segments.extend(std::iter::repeat_n(i + 1, n));
+        }
+        let parent = std::iter::once(None).chain(completion_lens.iter().map(|_| Some(0))).collect();
+        Self { positions, segments, parent }
+    }
+
+    /// May token `i` attend to token `j`?
+    fn sees(&self, i: usize, j: usize, window: usize) -> bool {
+        let (si, sj) = (self.segments[i], self.segments[j]);
+        let related = if si == sj { j <= i } else { self.parent[si] == Some(sj) };
+        related && self.positions[i].saturating_sub(self.positions[j]) < window as u32
+    }
 }
 
 impl Transformer {
@@ -229,17 +264,38 @@ impl Transformer {
         self.forward_inner(ids, None, Readout::At(positions)).step("model forward")
     }
 
+    /// The head's outputs at `rows` of one packed row `ids: [1, t]` (`[rows, outputs]`).
+    pub fn forward_packed(&self, ids: &Tensor, packing: &Packing, rows: &[usize]) -> Result<Tensor> {
+        self.forward_layout(ids, None, Some(packing), Readout::Rows(rows)).step("model forward")
+    }
+
     fn forward_inner(
         &self,
         ids: &Tensor,
+        cache: Option<&mut KvCache>,
+        readout: Readout,
+    ) -> candle_core::Result<Tensor> {
+        self.forward_layout(ids, cache, None, readout)
+    }
+
+    fn forward_layout(
+        &self,
+        ids: &Tensor,
         mut cache: Option<&mut KvCache>,
+        packing: Option<&Packing>,
         readout: Readout,
     ) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let offset = cache.as_ref().map_or(0, |c| c.len);
         let positions = self.rope.cos.dim(0)?;
-        if offset + t > positions {
-            candle_core::bail!("{} positions exceed the model's {positions}", offset + t);
+        let last = packing.map_or(offset + t, |p| p.positions.iter().max().map_or(0, |&m| m as usize + 1));
+        if last > positions {
+            candle_core::bail!("{last} positions exceed the model's {positions}");
+        }
+        if let Some(p) = packing
+            && (b != 1 || p.positions.len() != t || p.segments.len() != t)
+        {
+            candle_core::bail!("a packing of {} tokens does not fit a [{b}, {t}] batch", p.positions.len());
         }
         if let Some(c) = &cache
             && offset + t > c.capacity
@@ -247,11 +303,27 @@ impl Transformer {
             candle_core::bail!("KV cache of {} positions is full", c.capacity);
         }
         let pad = cache.as_ref().map(|c| c.pad.as_slice());
-        let mask = self.mask(b, t, offset, pad, None)?;
+        let mask_of = |window| match packing {
+            Some(p) => self.packed_mask(p, window).map(Some),
+            None => self.mask(b, t, offset, pad, window),
+        };
+        let mask = mask_of(None)?;
         let sliding_mask = match self.config.sliding_window {
-            Some(window) if self.layers.iter().any(|l| l.sliding) => self.mask(b, t, offset, pad, Some(window))?,
+            Some(window) if self.layers.iter().any(|l| l.sliding) => mask_of(Some(window))?,
             _ => None,
         };
+        // Each token's rotary angles, for full and (where they differ) sliding layers.
+        let angles = |rope: &RopeTables| -> candle_core::Result<(Tensor, Tensor)> {
+            match packing {
+                Some(p) => {
+                    let idx = Tensor::new(p.positions.as_slice(), ids.device())?;
+                    Ok((rope.cos.index_select(&idx, 0)?, rope.sin.index_select(&idx, 0)?))
+                }
+                None => Ok((rope.cos.narrow(0, offset, t)?, rope.sin.narrow(0, offset, t)?)),
+            }
+        };
+        let global = angles(&self.rope)?;
+        let local = self.local_rope.as_ref().map(angles).transpose()?;
         let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
         if self.config.architecture.is_gemma() {
             // Rounded to the weights' dtype first, as transformers does.
@@ -261,12 +333,12 @@ impl Transformer {
         for (i, layer) in self.layers.iter().enumerate() {
             let residual = &x;
             let h = self.rms_norm(&x, &layer.input_norm)?;
-            let (mask, rope) = match layer.sliding {
-                true => (&sliding_mask, self.local_rope.as_ref().unwrap_or(&self.rope)),
-                false => (&mask, &self.rope),
+            let (mask, angles) = match layer.sliding {
+                true => (&sliding_mask, local.as_ref().unwrap_or(&global)),
+                false => (&mask, &global),
             };
             let h =
-                self.attention(&layer.attn, &h, offset, mask, rope, cache.as_deref_mut().map(|c| &mut c.layers[i]))?;
+                self.attention(&layer.attn, &h, offset, mask, angles, cache.as_deref_mut().map(|c| &mut c.layers[i]))?;
             let h = self.maybe_norm(h, &layer.attn_out_norm)?;
             let x1 = (residual + h)?;
             let h = self.rms_norm(&x1, &layer.mlp_norm)?;
@@ -296,6 +368,13 @@ impl Transformer {
                     let rows = Tensor::from_vec(rows, b, x.device())?;
                     x = x.reshape((b * t, ()))?.index_select(&rows, 0)?;
                 }
+                Readout::Rows(rows) => {
+                    if b != 1 || rows.iter().any(|&r| r >= t) {
+                        candle_core::bail!("readout rows {rows:?} do not fit a [{b}, {t}] batch");
+                    }
+                    let rows = Tensor::from_iter(rows.iter().map(|&r| r as u32), x.device())?;
+                    x = x.squeeze(0)?.index_select(&rows, 0)?;
+                }
             }
         }
         let x = self.rms_norm(&x, &self.norm)?;
@@ -308,7 +387,7 @@ impl Transformer {
         x: &Tensor,
         offset: usize,
         mask: &Option<Tensor>,
-        rope: &RopeTables,
+        (cos, sin): &(Tensor, Tensor),
         cache: Option<&mut (Tensor, Tensor)>,
     ) -> candle_core::Result<Tensor> {
         let c = &self.config;
@@ -322,11 +401,9 @@ impl Transformer {
             q = self.rms_norm(&q, qn)?;
             k = self.rms_norm(&k, kn)?;
         }
-        let cos = rope.cos.narrow(0, offset, t)?;
-        let sin = rope.sin.narrow(0, offset, t)?;
         let (q, k) = match self.kernels {
-            Kernels::Fused => (rotary_emb::rope(&q, &cos, &sin)?, rotary_emb::rope(&k, &cos, &sin)?),
-            Kernels::Differentiable => (rotary_emb::rope_slow(&q, &cos, &sin)?, rotary_emb::rope_slow(&k, &cos, &sin)?),
+            Kernels::Fused => (rotary_emb::rope(&q, cos, sin)?, rotary_emb::rope(&k, cos, sin)?),
+            Kernels::Differentiable => (rotary_emb::rope_slow(&q, cos, sin)?, rotary_emb::rope_slow(&k, cos, sin)?),
         };
         let (k, v) = match cache {
             Some((ck, cv)) => {
@@ -387,6 +464,21 @@ impl Transformer {
             }
         }
         Tensor::from_vec(data, (rows, 1, 1, t, total), self.device())?.to_dtype(self.embed.dtype()).map(Some)
+    }
+
+    /// `[1, 1, 1, t, t]` additive mask of a packed row.
+    fn packed_mask(&self, packing: &Packing, window: Option<usize>) -> candle_core::Result<Tensor> {
+        let t = packing.positions.len();
+        let window = window.unwrap_or(usize::MAX);
+        let mut data = vec![f32::NEG_INFINITY; t * t];
+        for i in 0..t {
+            for j in 0..=i {
+                if packing.sees(i, j, window) {
+                    data[i * t + j] = 0.0;
+                }
+            }
+        }
+        Tensor::from_vec(data, (1, 1, 1, t, t), self.device())?.to_dtype(self.embed.dtype())
     }
 
     fn rms_norm(&self, x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {

@@ -2,7 +2,7 @@
 //! supported family (no download).
 
 use candle_core::{D, DType, Device, Tensor};
-use eva_engine::logprobs::{Scored, TokenBatch, token_logprobs};
+use eva_engine::logprobs::{Scored, TokenBatch, shared_prompt_logprobs, token_logprobs};
 use eva_engine::model::{Kernels, KvCache, Linear};
 use eva_engine::{
     Activation, Adaptation, Architecture, Head, LayerAttention, LoraConfig, ModelConfig, RopeScaling, TrainableModel,
@@ -177,6 +177,40 @@ fn every_trainable_tensor_gets_a_gradient() {
             let g = grads.get(var).unwrap_or_else(|| panic!("{arch:?}: {name} got no gradient"));
             let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
             assert!(norm > 0.0 && norm.is_finite(), "{arch:?}: {name} has gradient norm² {norm}");
+        }
+    }
+}
+
+#[test]
+fn a_shared_prompt_scores_and_trains_like_separate_sequences() {
+    // Prompt longer than gemma2/3's window of 3, completions of different lengths.
+    let prompt: [u32; 5] = [2, 7, 1, 8, 28];
+    let (chosen, rejected): ([u32; 4], [u32; 6]) = ([18, 28, 45, 9], [4, 5, 23, 53, 6, 0]);
+    for arch in ARCHS {
+        let c = tiny(arch);
+        let w = Weights::random(&c, 13, &Device::Cpu).unwrap();
+        // f64, so that any difference beyond rounding shows.
+        let f64s = w.tensors.into_iter().map(|(n, t)| (n, (t * 10.0).unwrap().to_dtype(DType::F64).unwrap()));
+        let w = Weights::from_tensors(f64s.collect(), w.source);
+        let tm = TrainableModel::new(&c, &w, Adaptation::Full, 0).unwrap();
+        let seqs = [Scored { prompt: &prompt, completion: &chosen }, Scored { prompt: &prompt, completion: &rejected }];
+        let batch = TokenBatch::new(&seqs, c.vocab_size, &Device::Cpu).unwrap();
+        let batch = TokenBatch { mask: batch.mask.to_dtype(DType::F64).unwrap(), ..batch };
+        let separate = token_logprobs(&tm.model, &batch).unwrap().sum(1).unwrap();
+        let shared = shared_prompt_logprobs(&tm.model, &prompt, &[&chosen, &rejected]).unwrap();
+        let d = (&separate - &shared).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+        assert!(d < 1e-9, "{arch:?}: log-probs differ by {d}");
+        // A DPO-like weighting of the two, so that the gradients do not merely add up.
+        let weights = Tensor::new(&[1.0f64, -0.5], &Device::Cpu).unwrap();
+        let (gs, gp) = (
+            (separate * &weights).unwrap().sum_all().unwrap().backward().unwrap(),
+            (shared * &weights).unwrap().sum_all().unwrap().backward().unwrap(),
+        );
+        for (name, var) in &tm.params {
+            let (a, b) = (gs.get(var).unwrap(), gp.get(var).unwrap());
+            let max = |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+            let d = max(&(a - b).unwrap()) / max(a).max(1e-12);
+            assert!(d < 1e-9, "{arch:?}: gradient of {name} differs by {d} of its largest entry");
         }
     }
 }

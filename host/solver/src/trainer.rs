@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use eva_engine::TrainableModel;
-use eva_engine::logprobs::{Scored, TokenBatch, token_logprobs};
+use eva_engine::logprobs::{Scored, shared_prompt_logprobs};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
@@ -315,17 +315,17 @@ impl<'m> Trainer<'m> {
 
     fn micro_step(&self, batch: &[usize]) -> Result<MicroOut> {
         let pairs: Vec<&TokenizedPair> = batch.iter().map(|&i| &self.pairs[i]).collect();
-        let mut seqs: Vec<Scored<'_>> =
-            pairs.iter().map(|p| Scored { prompt: &p.prompt, completion: &p.chosen }).collect();
-        seqs.extend(pairs.iter().map(|p| Scored { prompt: &p.prompt, completion: &p.rejected }));
         let model = &self.model.model;
-        let tb = TokenBatch::new(&seqs, model.config.vocab_size, model.device())?;
-        let sums = token_logprobs(model, &tb)?.sum(1).step("summing log-probs")?;
-        let b = pairs.len();
+        // Each pair's prompt is computed once for both of its answers.
+        let sums = pairs
+            .iter()
+            .map(|p| shared_prompt_logprobs(model, &p.prompt, &[&p.chosen, &p.rejected]))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let sums = Tensor::stack(&sums, 0).step("stacking log-probs")?;
         let dtype = sums.dtype();
         let dev = sums.device();
         let col = |v: Vec<f64>| Tensor::new(v, dev).and_then(|t| t.to_dtype(dtype));
-        let (lw, ll) = (sums.narrow(0, 0, b).step("chosen")?, sums.narrow(0, b, b).step("rejected")?);
+        let (lw, ll) = (sums.get_on_dim(1, 0).step("chosen")?, sums.get_on_dim(1, 1).step("rejected")?);
         let rw = col(pairs.iter().map(|p| p.ref_chosen).collect()).step("reference")?;
         let rl = col(pairs.iter().map(|p| p.ref_rejected).collect()).step("reference")?;
         let len_w = col(pairs.iter().map(|p| p.chosen.len() as f64).collect()).step("lengths")?;
