@@ -248,34 +248,25 @@ impl Transformer {
     /// start at position 0, are right-padded (padding needs no mask: causality hides it)
     /// and every position's logits are returned (`[batch, seq, vocab]`).
     pub fn forward(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
-        self.forward_inner(ids, cache, Readout::From(0)).step("model forward")
+        self.forward_layout(ids, cache, None, Readout::From(0)).step("model forward")
     }
 
     /// Like `forward` without a cache, but computes logits only for positions `from..`
     /// (`[batch, seq - from, vocab]`): scoring a completion needs no logits over its prompt,
     /// and the output projection is the largest matmul of a small model.
     pub fn forward_logits_from(&self, ids: &Tensor, from: usize) -> Result<Tensor> {
-        self.forward_inner(ids, None, Readout::From(from)).step("model forward")
+        self.forward_layout(ids, None, None, Readout::From(from)).step("model forward")
     }
 
     /// The head's outputs at one position of each right-padded row of `ids`
     /// (`[batch, outputs]`): next-token logits after a prompt, or a classifier's scores.
     pub fn forward_at(&self, ids: &Tensor, positions: &[usize]) -> Result<Tensor> {
-        self.forward_inner(ids, None, Readout::At(positions)).step("model forward")
+        self.forward_layout(ids, None, None, Readout::At(positions)).step("model forward")
     }
 
     /// The head's outputs at `rows` of one packed row `ids: [1, t]` (`[rows, outputs]`).
     pub fn forward_packed(&self, ids: &Tensor, packing: &Packing, rows: &[usize]) -> Result<Tensor> {
         self.forward_layout(ids, None, Some(packing), Readout::Rows(rows)).step("model forward")
-    }
-
-    fn forward_inner(
-        &self,
-        ids: &Tensor,
-        cache: Option<&mut KvCache>,
-        readout: Readout,
-    ) -> candle_core::Result<Tensor> {
-        self.forward_layout(ids, cache, None, readout)
     }
 
     fn forward_layout(
