@@ -45,8 +45,9 @@ pub fn run_build_script(script: &std::path::Path, out: &std::path::Path, eva_hos
     let result = std::process::Command::new(script).arg(out).env("EVA_HOST", eva_host).output().unwrap();
     assert!(
         result.status.success(),
-        "{} failed (it needs {needs}: scripts/install-test-tools): {}{}",
+        "{} failed ({}; it needs {needs}: scripts/install-test-tools): {}{}",
         script.display(),
+        result.status,
         String::from_utf8_lossy(&result.stdout),
         String::from_utf8_lossy(&result.stderr)
     );

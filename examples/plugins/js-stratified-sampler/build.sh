@@ -12,7 +12,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 eva_host="${EVA_HOST:-eva-host}"
 cd "$here"
 if [ ! -x node_modules/.bin/componentize-js ]; then
-    npm ci --no-audit --no-fund --silent >/dev/null
+    npm ci --no-audit --no-fund --prefer-offline --fetch-retries=4 --loglevel=error >/dev/null
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
