@@ -48,6 +48,13 @@ pub struct LoopSettings {
     /// Sampling temperature of the answers.
     #[arg(long, default_value_t = 0.7)]
     pub temperature: f32,
+    /// How the policy's weights are stored for sampling answers and evolutions: f32
+    /// (exact: the weights the solver trains) or q8_0 (8 bits per weight, eva's own
+    /// kernels: about 3x faster sampling on x86 CPUs with AVX-512 VNNI, a little faster
+    /// with AVX2, from a policy rounded to 8 bits). Training always uses f32.
+    #[arg(long, default_value = "f32")]
+    #[serde(default)]
+    pub weights: WeightFormat,
     /// Nucleus mass of the answers' sampling.
     #[arg(long, default_value_t = 0.9)]
     pub top_p: f32,
@@ -336,7 +343,7 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         }
         let _span = tracing::info_span!("iteration", t).entered();
         let policy = Arc::new(
-            LanguageModel::load(&policy_path, WeightFormat::F32)
+            LanguageModel::load(&policy_path, s.weights)
                 .with_context(|| format!("loading the policy {}", policy_path.display()))?,
         );
         let seed = s.solver.seed ^ (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);

@@ -3,7 +3,7 @@
 //! (`EVA_BENCH_THREADS`, default 1). Figures go to BENCHMARKS.md; nothing is asserted.
 //!
 //! Training cases run in a child process each, so that their peak memory (VmHWM) is
-//! their own.
+//! their own. `-- kernels` times the 8-bit matrix kernels alone on SmolLM2's shapes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -49,14 +49,16 @@ fn long_prompt(m: &LanguageModel, tokens: usize) -> Vec<u32> {
     ids
 }
 
-fn inference() {
+/// Inference figures for `formats` (all three when empty).
+fn inference(formats: &[WeightFormat]) {
     let path = model_path();
     let t = threads();
     println!("threads: {t}\n");
     println!("| figure | eva | llama.cpp (node-llama-cpp 3.22.1) |");
     println!("|---|---|---|");
     let reference = llama_cpp_bench(&path, t);
-    for format in [WeightFormat::Native, WeightFormat::Q8_0, WeightFormat::F32] {
+    let all = [WeightFormat::Native, WeightFormat::Q8_0, WeightFormat::F32];
+    for &format in if formats.is_empty() { &all[..] } else { formats } {
         let m = LanguageModel::load(&path, format).unwrap();
         // Single-stream greedy decode: 128 tokens after a short chat prompt.
         let p = m.chat_prompt(&[Message::new("user", "Write a long story about a lighthouse keeper.")]).unwrap();
@@ -177,15 +179,55 @@ fn train(adaptation: &str) {
     );
 }
 
+/// Every 8-bit kernel this CPU runs on SmolLM2-135M's matrix shapes, for 1, 4 and 32
+/// inputs (`EVA_INT8_KERNEL` picks the kernel; each case runs in its own process).
+fn kernels() {
+    use eva_engine::int8::{Int8Matrix, Kernel, kernel};
+    if std::env::var_os("EVA_INT8_KERNEL").is_none() {
+        let exe = std::env::current_exe().unwrap();
+        println!("| kernel | matrix | inputs | time | weight bytes/s | multiply-adds/s |");
+        println!("|---|---|---|---|---|---|");
+        for k in Kernel::available() {
+            let status = Command::new(&exe).arg("kernels").env("EVA_INT8_KERNEL", k.name()).status().unwrap();
+            assert!(status.success(), "kernel {}", k.name());
+        }
+        return;
+    }
+    for (rows, cols) in [(1536usize, 576usize), (576, 1536), (49152, 576)] {
+        let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let m = Int8Matrix::quantize(&w, rows, cols);
+        for n in [1usize, 4, 32] {
+            let x: Vec<f32> = (0..n * cols).map(|i| ((i * 31) % 100) as f32 / 100.0 - 0.5).collect();
+            let reps = (2_000_000_000 / (rows * cols * n)).clamp(3, 500);
+            let s = Instant::now();
+            for _ in 0..reps {
+                std::hint::black_box(m.matmul(&x, n));
+            }
+            let t = s.elapsed().as_secs_f64() / reps as f64;
+            println!(
+                "| {} | {rows}x{cols} | {n} | {:.3} ms | {:.1} GB/s | {:.1} G/s |",
+                kernel().name(),
+                t * 1e3,
+                m.bytes() as f64 / t / 1e9,
+                (rows * cols * n) as f64 / t / 1e9
+            );
+        }
+    }
+}
+
 fn main() {
     eva_engine::alloc::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     eva_engine::threads::set_threads(Some(threads()));
     match args.first().map(String::as_str) {
         Some("train") => train(args.get(1).map_or("lora", String::as_str)),
-        Some("inference") => inference(),
+        Some("kernels") => kernels(),
+        Some("inference") => {
+            let formats: Vec<WeightFormat> = args[1..].iter().map(|f| f.parse().expect("a weight format")).collect();
+            inference(&formats)
+        }
         _ => {
-            inference();
+            inference(&[]);
             println!();
             let exe = std::env::current_exe().unwrap();
             for case in ["full", "lora"] {

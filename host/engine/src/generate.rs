@@ -1,13 +1,15 @@
 //! Batched sampling with a KV cache.
 //!
-//! Prompts are left-padded and prefilled together once; each prompt's cache rows are then
-//! repeated for its `n` samples, so samples share the prefill. Every decode step feeds
-//! one token per live row; rows that finish (EOS, a stop string, the token limit) leave
-//! the batch so later steps cost less.
+//! Prompts are prefilled together once; each prompt's cache rows are then repeated for its
+//! `n` samples, so samples share the prefill. Every decode step feeds one token per live
+//! row; rows that finish (EOS, a stop string, the token limit) leave the batch so later
+//! steps cost less. Two backends run the steps: the [`Transformer`] with a padded
+//! [`KvCache`] (any weights), or the [`Int8Decoder`] (8-bit weights, no candle).
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::decode::{DecodeCache, Int8Decoder};
 use crate::error::{Error, Result, TensorContext};
 use crate::model::{KvCache, Transformer};
 use crate::sampling::{Sampling, sample, sequence_rng};
@@ -61,6 +63,7 @@ struct Row {
 /// `on_tokens` is told how many tokens each step produced (for progress bars).
 pub fn generate(
     model: &Transformer,
+    decoder: Option<&Int8Decoder>,
     tokenizer: &Tokenizer,
     prompts: &[Vec<u32>],
     params: &GenerationParams,
@@ -77,16 +80,100 @@ pub fn generate(
     {
         return Err(Error::Request(format!("prompt {i} holds token id {t}, outside the vocabulary of {vocab}")));
     }
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    if longest + params.max_new_tokens > model.config.max_position_embeddings {
+        return Err(Error::Request(format!(
+            "a {longest}-token prompt plus {} new tokens exceeds the model's context of {}",
+            params.max_new_tokens, model.config.max_position_embeddings
+        )));
+    }
     let mut out: Vec<Vec<Completion>> = Vec::with_capacity(prompts.len());
     for (chunk_idx, chunk) in prompts.chunks(params.prompts_per_batch.max(1)).enumerate() {
         let first = chunk_idx * params.prompts_per_batch.max(1);
-        out.extend(generate_chunk(model, tokenizer, chunk, first, params, on_tokens)?);
+        let completions = match decoder {
+            Some(d) => generate_chunk(
+                &mut Int8Steps { decoder: d, cache: DecodeCache::default() },
+                tokenizer,
+                chunk,
+                first,
+                params,
+                on_tokens,
+            )?,
+            None => {
+                generate_chunk(&mut CandleSteps { model, cache: None }, tokenizer, chunk, first, params, on_tokens)?
+            }
+        };
+        out.extend(completions);
     }
     Ok(out)
 }
 
+/// The model calls of a generation: prefill, then one token per live row per step.
+trait Steps {
+    /// Prefill `prompts`; each one's next-token logits.
+    fn prefill(&mut self, prompts: &[Vec<u32>], max_new_tokens: usize) -> Result<Vec<Vec<f32>>>;
+    /// Keep (reorder, repeat) cache rows: `rows[i]` becomes row `i`.
+    fn select_rows(&mut self, rows: &[usize]) -> Result<()>;
+    /// Feed one token per row; each row's next-token logits.
+    fn step(&mut self, next: &[u32]) -> Result<Vec<Vec<f32>>>;
+}
+
+/// Through candle: left-padded prompts, a preallocated [`KvCache`].
+struct CandleSteps<'a> {
+    model: &'a Transformer,
+    cache: Option<KvCache>,
+}
+
+impl Steps for CandleSteps<'_> {
+    fn prefill(&mut self, prompts: &[Vec<u32>], max_new_tokens: usize) -> Result<Vec<Vec<f32>>> {
+        let device = self.model.device();
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let pad: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
+        let ids: Vec<u32> =
+            prompts.iter().flat_map(|p| std::iter::repeat_n(0, longest - p.len()).chain(p.iter().copied())).collect();
+        let ids = Tensor::from_vec(ids, (prompts.len(), longest), device).step("prompt ids")?;
+        let mut cache = KvCache::new(&self.model.config, prompts.len(), longest + max_new_tokens, pad, device)?;
+        let logits = self.model.forward(&ids, Some(&mut cache))?;
+        self.cache = Some(cache);
+        logits.to_vec2::<f32>().step("reading logits")
+    }
+
+    fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
+        self.cache.as_mut().expect("prefilled").select_rows(rows)
+    }
+
+    fn step(&mut self, next: &[u32]) -> Result<Vec<Vec<f32>>> {
+        let ids = Tensor::from_vec(next.to_vec(), (next.len(), 1), self.model.device()).step("next ids")?;
+        self.model.forward(&ids, self.cache.as_mut())?.to_vec2::<f32>().step("reading logits")
+    }
+}
+
+/// Through the [`Int8Decoder`]: unpadded rows, each with its own cache.
+struct Int8Steps<'a> {
+    decoder: &'a Int8Decoder,
+    cache: DecodeCache,
+}
+
+impl Steps for Int8Steps<'_> {
+    fn prefill(&mut self, prompts: &[Vec<u32>], _max_new_tokens: usize) -> Result<Vec<Vec<f32>>> {
+        self.cache = DecodeCache::new(self.decoder, prompts.len());
+        let tokens: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+        self.decoder.step(&mut self.cache, &tokens).step("prefill (8-bit decoder)")
+    }
+
+    fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
+        self.cache.select_rows(rows);
+        Ok(())
+    }
+
+    fn step(&mut self, next: &[u32]) -> Result<Vec<Vec<f32>>> {
+        let tokens: Vec<&[u32]> = next.iter().map(std::slice::from_ref).collect();
+        self.decoder.step(&mut self.cache, &tokens).step("decode step (8-bit decoder)")
+    }
+}
+
 fn generate_chunk(
-    model: &Transformer,
+    steps: &mut dyn Steps,
     tokenizer: &Tokenizer,
     prompts: &[Vec<u32>],
     first: usize,
@@ -94,26 +181,10 @@ fn generate_chunk(
     on_tokens: &mut dyn FnMut(usize),
 ) -> Result<Vec<Vec<Completion>>> {
     let _span = tracing::debug_span!("generate", prompts = prompts.len(), n = params.n).entered();
-    let device = model.device();
-    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let capacity = longest + params.max_new_tokens;
-    if capacity > model.config.max_position_embeddings {
-        return Err(Error::Request(format!(
-            "a {longest}-token prompt plus {} new tokens exceeds the model's context of {}",
-            params.max_new_tokens, model.config.max_position_embeddings
-        )));
-    }
-    let pad: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
-    let ids: Vec<u32> =
-        prompts.iter().flat_map(|p| std::iter::repeat_n(0, longest - p.len()).chain(p.iter().copied())).collect();
-    let ids = Tensor::from_vec(ids, (prompts.len(), longest), device).step("prompt ids")?;
-    let mut cache = KvCache::new(&model.config, prompts.len(), capacity, pad, device)?;
-    let logits = model.forward(&ids, Some(&mut cache))?;
-
+    let mut logits = steps.prefill(prompts, params.max_new_tokens)?;
     // Each prompt's prefill is shared by its samples.
     let rows_of: Vec<usize> = (0..prompts.len()).flat_map(|p| std::iter::repeat_n(p, params.n)).collect();
-    cache.select_rows(&rows_of)?;
-    let mut logits = logits.to_vec2::<f32>().step("reading logits")?;
+    steps.select_rows(&rows_of)?;
     let mut rows: Vec<Row> = rows_of
         .iter()
         .enumerate()
@@ -158,7 +229,7 @@ fn generate_chunk(
             break;
         }
         if keep.len() < rows.len() {
-            cache.select_rows(&keep)?;
+            steps.select_rows(&keep)?;
             let mut kept = Vec::with_capacity(keep.len());
             for (i, row) in rows.into_iter().enumerate() {
                 if keep.binary_search(&i).is_ok() {
@@ -167,8 +238,7 @@ fn generate_chunk(
             }
             rows = kept;
         }
-        let ids = Tensor::from_vec(next, (rows.len(), 1), device).step("next ids")?;
-        logits = model.forward(&ids, Some(&mut cache))?.to_vec2::<f32>().step("reading logits")?;
+        logits = steps.step(&next)?;
         logit_row = (0..rows.len()).collect();
     }
     Ok(done.into_iter().map(|samples| samples.into_iter().map(|c| c.expect("every row finishes")).collect()).collect())

@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use candle_core::quantized::GgmlDType;
 use serde::{Deserialize, Serialize};
 
 use crate::chat::{ChatTemplate, Message};
+use crate::decode::Int8Decoder;
 use crate::error::{Error, Result, TensorContext};
 use crate::generate::{Completion, GenerationParams, generate};
 use crate::load::ModelFiles;
@@ -20,10 +20,12 @@ use crate::weights::Weights;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WeightFormat {
-    /// Exact: the same f32 weights the trainer uses. Fastest for batched sampling.
+    /// Exact: the same f32 weights the trainer uses.
     #[default]
     F32,
-    /// Requantized to 8 bits: a quarter of the memory traffic, faster single-stream decode.
+    /// Requantized to 8 bits (32-value blocks, f32 scales): a quarter of the memory
+    /// traffic; generation runs on eva's own 8-bit kernels without candle
+    /// ([`Int8Decoder`]), the fastest for single-stream and batched sampling.
     Q8_0,
     /// The GGUF file's own quantization (f32 where the file has none), computed as
     /// llama.cpp does: activations quantized to 8 bits per block.
@@ -47,8 +49,12 @@ pub struct LanguageModel {
     pub transformer: Transformer,
     pub tokenizer: Tokenizer,
     pub chat_template: Option<ChatTemplate>,
+    /// How the transformer stores its projections.
+    pub format: WeightFormat,
     /// The f32 weights, kept for building trainable copies.
     pub weights: Weights,
+    /// Generation without candle, when the weights are 8-bit ([`WeightFormat::Q8_0`]).
+    pub decoder: Option<Int8Decoder>,
 }
 
 impl LanguageModel {
@@ -67,11 +73,14 @@ impl LanguageModel {
             quantized.get(&format!("{name}.weight")),
         ) {
             (WeightFormat::Native, Some(q)) => Linear::from_qtensor(q.clone(), b.cloned()).step("quantized weights"),
-            (WeightFormat::Q8_0, _) => Linear::quantized(w, b.cloned(), GgmlDType::Q8_0).step("quantizing to q8_0"),
+            (WeightFormat::Q8_0, _) => Linear::int8(w, b.cloned()).step("quantizing to 8 bits"),
             _ => Ok(Linear::dense(w.clone(), b.cloned())),
         })?;
+        let decoder = Int8Decoder::from_transformer(&transformer).transpose().step("the 8-bit decoder")?;
         Ok(Self {
             path: files.path,
+            format,
+            decoder,
             transformer,
             tokenizer: files.tokenizer,
             chat_template: files.chat_template,
@@ -99,7 +108,7 @@ impl LanguageModel {
         params: &GenerationParams,
         on_tokens: &mut dyn FnMut(usize),
     ) -> Result<Vec<Vec<Completion>>> {
-        generate(&self.transformer, &self.tokenizer, prompts, params, on_tokens)
+        generate(&self.transformer, self.decoder.as_ref(), &self.tokenizer, prompts, params, on_tokens)
     }
 
     /// Log-probabilities of each completion after its prompt.

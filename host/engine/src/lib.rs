@@ -10,7 +10,10 @@
 //!   gemma3, with fused kernels
 //!   for inference and differentiable ones for training.
 //! - [`LanguageModel`] runs inference: batched sampling with a KV cache
-//!   ([`generate`](generate::generate)) and completion log-probs ([`logprobs`]);
+//!   ([`generate`](generate::generate)) and completion log-probs ([`logprobs`]); with
+//!   8-bit weights ([`WeightFormat::Q8_0`]) generation runs on [`decode::Int8Decoder`],
+//!   plain loops over [`int8`] matrix kernels (AVX-512 VNNI, AVX2 or portable, chosen at
+//!   run time) instead of candle;
 //!   [`readout`] reads the head at one position of many sequences (judges, reward
 //!   models: a `*ForSequenceClassification` directory loads with a [`Head::Score`]).
 //! - [`TrainableModel`] is a trainable copy (full or LoRA) that saves back to a Hugging
@@ -23,9 +26,11 @@ pub mod alloc;
 pub mod atomic;
 mod chat;
 mod config;
+pub mod decode;
 mod error;
 mod fetch;
 pub mod generate;
+pub mod int8;
 mod language_model;
 mod load;
 pub mod logprobs;

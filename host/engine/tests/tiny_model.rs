@@ -2,6 +2,7 @@
 //! supported family (no download).
 
 use candle_core::{D, DType, Device, Tensor};
+use eva_engine::decode::{DecodeCache, Int8Decoder};
 use eva_engine::logprobs::{Scored, TokenBatch, shared_prompt_logprobs, token_logprobs};
 use eva_engine::model::{Kernels, KvCache, Linear};
 use eva_engine::{
@@ -48,6 +49,10 @@ const ARCHS: [Architecture; 6] = [
 ];
 
 fn model(config: &ModelConfig, kernels: Kernels) -> Transformer {
+    model_with(config, kernels, &mut |_, w, b| Ok(Linear::dense(w.clone(), b.cloned())))
+}
+
+fn model_with(config: &ModelConfig, kernels: Kernels, make: &mut eva_engine::model::MakeLinear<'_>) -> Transformer {
     let w = Weights::random(config, 7, &Device::Cpu).unwrap();
     // Random weights at std 0.02 make near-uniform logits; scale up so that attention and
     // the norms do something measurable.
@@ -56,7 +61,7 @@ fn model(config: &ModelConfig, kernels: Kernels) -> Transformer {
         (n, t)
     });
     let w = Weights::from_tensors(scaled.collect(), w.source);
-    Transformer::build(config, &w, kernels, &mut |_, w, b| Ok(Linear::dense(w.clone(), b.cloned()))).unwrap()
+    Transformer::build(config, &w, kernels, make).unwrap()
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -124,6 +129,53 @@ fn cached_decoding_matches_a_full_forward() {
             let d = max_diff(&step, &full.get(i).unwrap());
             assert!(d < 1e-4, "{arch:?}: position {i} differs by {d}");
         }
+    }
+}
+
+/// The candle-free 8-bit decoder against the transformer with the same 8-bit weights:
+/// prefill of rows of different lengths in one step, decode steps, rows repeated and
+/// dropped, windows and soft caps crossed (every family).
+#[test]
+fn the_int8_decoder_matches_the_transformer_with_the_same_weights() {
+    for arch in ARCHS {
+        let c = tiny(arch);
+        let m = model_with(&c, Kernels::Fused, &mut |_, w, b| {
+            Linear::int8(w, b.cloned()).map_err(|source| eva_engine::Error::Tensor { step: "int8", source })
+        });
+        let d = Int8Decoder::from_transformer(&m).expect("every projection is 8-bit").unwrap();
+        let mut rows: Vec<Vec<u32>> = vec![vec![1, 5, 9, 33, 2, 60, 7], vec![4, 8, 15, 16]];
+        let mut cache = DecodeCache::new(&d, 2);
+        let check = |rows: &[Vec<u32>], got: &[Vec<f32>], what: &str| {
+            for (row, got) in rows.iter().zip(got) {
+                let want = m.forward(&ids(&[row]), None).unwrap().squeeze(0).unwrap().get(row.len() - 1).unwrap();
+                let got = Tensor::new(got.as_slice(), &Device::Cpu).unwrap();
+                let d = max_diff(&want, &got);
+                assert!(d < 1e-4, "{arch:?}, {what}, row of {} tokens: logits differ by {d}", row.len());
+            }
+        };
+        let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        let logits = d.step(&mut cache, &refs).unwrap();
+        check(&rows, &logits, "prefill");
+        for (step, next) in [[3u32, 11], [40, 2], [9, 59]].iter().enumerate() {
+            rows.iter_mut().zip(next).for_each(|(r, &t)| r.push(t));
+            let logits = d.step(&mut cache, &[&[next[0]], &[next[1]]]).unwrap();
+            check(&rows, &logits, &format!("decode step {step}"));
+        }
+        // Row 1 twice and row 0 once, then only the second copy of row 1.
+        cache.select_rows(&[1, 0, 1]);
+        let mut rows = vec![rows[1].clone(), rows[0].clone(), rows[1].clone()];
+        let next = [6u32, 12, 50];
+        rows.iter_mut().zip(next).for_each(|(r, t)| r.push(t));
+        let logits = d.step(&mut cache, &[&[6], &[12], &[50]]).unwrap();
+        check(&rows, &logits, "repeated rows");
+        cache.select_rows(&[2]);
+        rows.push(vec![]);
+        let row = rows.swap_remove(2);
+        let logits = d.step(&mut cache, &[&[0]]).unwrap();
+        let mut row = row;
+        row.push(0);
+        check(&[row], &logits, "a dropped batch");
+        assert!(d.step(&mut cache, &[&[61]]).is_err(), "a token outside the vocabulary is refused");
     }
 }
 

@@ -1,8 +1,12 @@
 //! Linear layers: dense, frozen (no weight gradient), quantized, each with an optional
 //! LoRA adapter.
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{QMatMul, QTensor};
+use std::sync::Arc;
+
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Storage, Tensor};
+
+use crate::int8::Int8Matrix;
 
 /// How `x @ W^T` is computed.
 #[derive(Debug, Clone)]
@@ -14,6 +18,8 @@ enum Kernel {
     Frozen(FrozenMatmul),
     /// Quantized weights for fast inference; no gradients.
     Quantized(QMatMul),
+    /// eva's own 8-bit weights ([`Int8Matrix`]) for fast inference; no gradients.
+    Int8(Int8Matmul),
 }
 
 /// Low-rank adapter: `y += scale * (x A^T) B^T` with `A: [r, in]`, `B: [out, r]`.
@@ -40,10 +46,19 @@ impl Linear {
         Self { kernel: Kernel::Frozen(FrozenMatmul { w }), bias, lora: None }
     }
 
-    /// Quantize `w` (f32, `[out, in]`) to `dtype` for inference.
-    pub fn quantized(w: &Tensor, bias: Option<Tensor>, dtype: GgmlDType) -> candle_core::Result<Self> {
-        let q = QTensor::quantize(w, dtype)?;
-        Ok(Self { kernel: Kernel::Quantized(QMatMul::from_qtensor(q)?), bias, lora: None })
+    /// Quantize `w` (f32, `[out, in]`) to eva's 8-bit format for inference.
+    pub fn int8(w: &Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        let (rows, cols) = w.dims2()?;
+        let m = Int8Matrix::quantize(&w.flatten_all()?.to_vec1::<f32>()?, rows, cols);
+        Ok(Self { kernel: Kernel::Int8(Int8Matmul(Arc::new(m))), bias, lora: None })
+    }
+
+    /// The 8-bit weights and the bias, when this layer is an [`Linear::int8`] one.
+    pub fn as_int8(&self) -> Option<(&Arc<Int8Matrix>, Option<&Tensor>)> {
+        match (&self.kernel, &self.lora) {
+            (Kernel::Int8(m), None) => Some((&m.0, self.bias.as_ref())),
+            _ => None,
+        }
     }
 
     /// Use already-quantized weights as they are.
@@ -69,6 +84,7 @@ impl Linear {
             Kernel::Dense(w) => x2.matmul(&w.t()?)?,
             Kernel::Frozen(op) => x2.apply_op1(op.clone())?,
             Kernel::Quantized(q) => q.forward(&x2)?,
+            Kernel::Int8(op) => x2.apply_op1_no_bwd(op)?,
         };
         if let Some(lora) = &self.lora {
             let delta = x2.matmul(&lora.a.t()?)?.matmul(&lora.b.t()?)?;
@@ -114,6 +130,28 @@ impl CustomOp1 for FrozenMatmul {
 
     fn bwd(&self, _x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(grad_y.matmul(&self.w.detach())?))
+    }
+}
+
+/// `x @ W^T` with 8-bit weights, on candle tensors.
+#[derive(Debug, Clone)]
+struct Int8Matmul(Arc<Int8Matrix>);
+
+impl CustomOp1 for Int8Matmul {
+    fn name(&self) -> &'static str {
+        "int8-matmul"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, cols) = layout.shape().dims2()?;
+        if cols != self.0.cols() {
+            candle_core::bail!("int8-matmul: inputs of {cols} values for a matrix of {} columns", self.0.cols());
+        }
+        let x = match layout.contiguous_offsets() {
+            Some((start, end)) => &storage.as_slice::<f32>()?[start..end],
+            None => candle_core::bail!("int8-matmul wants a contiguous input"),
+        };
+        Ok((CpuStorage::F32(self.0.matmul(x, n)), Shape::from((n, self.0.rows()))))
     }
 }
 
