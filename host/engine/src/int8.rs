@@ -157,10 +157,13 @@ impl Int8Matrix {
         let tiles = self.rows.div_ceil(TILE);
         let mut y = vec![0f32; n * self.rows];
         let out = Out { ptr: y.as_mut_ptr(), rows: self.rows };
-        // Enough tiles per task that the split pays for itself; on one thread no task is
-        // handed to the pool at all (a hand-off costs two context switches).
+        // A task is worth handing to the pool only with enough work in it (a hand-off
+        // costs microseconds: a decode step's small products stay on this thread, the
+        // vocabulary head and batched steps are split); on one thread nothing is handed.
+        const MIN_TASK_MACS: usize = 1 << 21;
         let threads = rayon::current_num_threads();
-        let per_task = (tiles / (4 * threads)).max(4);
+        let tasks = (tiles * TILE * self.cols * n / MIN_TASK_MACS).clamp(1, 4 * threads);
+        let per_task = tiles.div_ceil(tasks);
         if threads == 1 || per_task >= tiles {
             // SAFETY: `out` is `y`, `[n, rows]`, and only this call writes it.
             unsafe { self.tiles_into(&inputs, 0..tiles, out) };
