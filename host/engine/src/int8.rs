@@ -617,6 +617,19 @@ mod tests {
         }
     }
 
+    /// A product big enough to be split across a pool's threads gives the same bits as
+    /// on one thread (each row is computed by one task, whole).
+    #[test]
+    fn split_products_equal_single_thread_ones() {
+        let (rows, cols, n) = (1000, 512, 9);
+        let m = Int8Matrix::quantize(&pseudo_random(rows * cols, 3), rows, cols);
+        let x = pseudo_random(n * cols, 4);
+        let pool = |threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let one = pool(1).install(|| m.matmul(&x, n));
+        let split = pool(2).install(|| m.matmul(&x, n));
+        assert_eq!(one, split);
+    }
+
     /// Values that land exactly halfway between two integers round to even everywhere.
     #[test]
     fn ties_round_to_even() {
