@@ -181,8 +181,8 @@ impl Int8Decoder {
         let opt_norm = |t: &Option<Tensor>| t.as_ref().map(norm).transpose();
         let mut layers = Vec::with_capacity(model.layers.len());
         for l in &model.layers {
-            let projections = [&l.attn.q, &l.attn.k, &l.attn.v, &l.attn.o, &l.mlp.gate, &l.mlp.up, &l.mlp.down]
-                .map(|p| Projection::of(p));
+            let projections =
+                [&l.attn.q, &l.attn.k, &l.attn.v, &l.attn.o, &l.mlp.gate, &l.mlp.up, &l.mlp.down].map(Projection::of);
             if projections.iter().any(Option::is_none) {
                 return None;
             }
@@ -403,7 +403,7 @@ struct AttentionShape {
 /// its two inner products are explicit vector code (the crate targets baseline x86-64).
 fn attend(shape: &AttentionShape, q: &[f32], kv: Kv<'_>, pos: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if shape.head_dim % 16 == 0 && std::arch::is_x86_feature_detected!("avx512f") {
+    if shape.head_dim.is_multiple_of(16) && std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has the features the function is compiled for.
         return unsafe { avx512::attend(shape, q, kv, pos, out) };
     }
@@ -500,7 +500,7 @@ mod avx512 {
         #[inline(always)]
         fn dot(a: &[f32], b: &[f32]) -> f32 {
             let len = a.len();
-            assert!(len == b.len() && len % 16 == 0 && len > 0);
+            assert!(len == b.len() && len.is_multiple_of(16) && len > 0);
             // SAFETY: `attend` runs only with AVX-512 F; loads stay inside the slices.
             unsafe {
                 let (a, b) = (a.as_ptr(), b.as_ptr());
@@ -514,7 +514,7 @@ mod avx512 {
 
         #[inline(always)]
         fn axpy4(o: &mut [f32], p: [f32; 4], v: [&[f32]; 4]) {
-            assert!(o.len() % 16 == 0 && v.iter().all(|v| v.len() == o.len()));
+            assert!(o.len().is_multiple_of(16) && v.iter().all(|v| v.len() == o.len()));
             // SAFETY: as above.
             unsafe {
                 let p = p.map(|p| _mm512_set1_ps(p));

@@ -401,6 +401,7 @@ mod x86 {
     /// # Safety
     /// As [`tiles_into_avx2`].
     #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::needless_range_loop, reason = "`half` and `j` name registers; indexing reads plainer")]
     unsafe fn group_avx2<const G: usize>(m: &Int8Matrix, inputs: &Int8Inputs, tile: usize, i0: usize, out: Out) {
         let stride = m.blocks * BLOCK;
         assert!(tile * TILE < m.rows && i0 + G <= inputs.n);
