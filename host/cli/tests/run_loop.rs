@@ -298,6 +298,24 @@ fn a_run_cut_back_after_the_first_evolve_phase_resumes_into_the_same_second_iter
     assert!(!fresh.join("iter-1").exists(), "nothing was run");
 }
 
+/// `--weights q8_0` samples answers and evolutions on the 8-bit decoder, and is saved with
+/// the run like every loop setting.
+#[test]
+fn eight_bit_sampling_is_a_saved_loop_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = seeds(dir.path(), &SEEDS);
+    let out_dir = dir.path().join("q8");
+    let out = eva_run(&seeds, &out_dir, &["--weights", "q8_0"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = std::fs::read_to_string(out_dir.join("config.toml")).unwrap();
+    assert!(config.contains("weights = \"q8_0\""), "{config}");
+    let log = std::fs::read_to_string(out_dir.join("run.log")).unwrap();
+    assert!(log.contains("generation runs on the 8-bit decoder"), "{log}");
+    let answers = rows(&out_dir.join("iter-1/answers.jsonl"));
+    assert!(answers.iter().all(|a| a["answers"].as_array().unwrap().len() == 2));
+    assert_eq!(rows(&out_dir.join("metrics.jsonl")).len(), 1, "the iteration finished");
+}
+
 #[test]
 fn a_bad_seed_file_is_reported_by_line_before_any_model_work() {
     let dir = tempfile::tempdir().unwrap();

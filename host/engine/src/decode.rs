@@ -6,7 +6,7 @@
 //! (measured: 10 ms of a 18 ms SmolLM2 step). Here a step is one pass over the layers
 //! with a handful of buffers. Every row of the batch has its own cache and length, so
 //! prompts need no padding, and prefill and decode are the same call: each row feeds
-//! any number of tokens. `tests/decode.rs` checks the logits against [`Transformer`]
+//! any number of tokens. `tests/tiny_model.rs` checks the logits against [`Transformer`]
 //! with the same 8-bit weights, for every family.
 
 use std::sync::Arc;

@@ -3,17 +3,17 @@
 //! integer dot products per block.
 //!
 //! candle 0.11's Q8_0 kernel converts an f16 scale per block, uses 256-bit AVX2 only and
-//! reduces every row horizontally; this one keeps f32 scales and uses AVX-512 VNNI
-//! (`vpdpbusd`) where the CPU has it, with a portable fallback that computes the same
-//! integers.
+//! reduces every row horizontally; this one keeps f32 scales and picks, at run time
+//! ([`kernel`]), AVX-512 VNNI (`vpdpbusd`), AVX2 (`vpmaddubsw`) or portable Rust: all three
+//! compute the same integers.
 //!
 //! Layout: rows are interleaved in tiles of 16 (the lanes of a 512-bit register), four
 //! bytes of each row's block at a time, so one `vpdpbusd` with four broadcast activation
 //! bytes advances 16 rows at once and no horizontal sum is ever needed; each weight
 //! register is used for every input of the call, so a batch of decode rows costs little
-//! more memory traffic than one. Values are stored as `q + 128` (unsigned, as `vpdpbusd`
-//! wants), which adds `128 · Σ a` to a block's integer dot; it is removed with the
-//! activation block's sum.
+//! more memory traffic than one (a tile takes two 256-bit registers in the AVX2 kernel).
+//! Values are stored as `q + 128` (unsigned, as `vpdpbusd` wants), which adds `128 · Σ a`
+//! to a block's integer dot; it is removed with the activation block's sum.
 
 use rayon::prelude::*;
 

@@ -77,6 +77,9 @@ impl LanguageModel {
             _ => Ok(Linear::dense(w.clone(), b.cloned())),
         })?;
         let decoder = Int8Decoder::from_transformer(&transformer).transpose().step("the 8-bit decoder")?;
+        if decoder.is_some() {
+            tracing::info!(kernel = crate::int8::kernel().name(), "generation runs on the 8-bit decoder");
+        }
         Ok(Self {
             path: files.path,
             format,
