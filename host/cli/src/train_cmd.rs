@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use eva_engine::{Adaptation, LanguageModel, LoraConfig, TrainableModel, WeightFormat};
+use eva_engine::{Adaptation, LanguageModel, LoraConfig, TrainableModel};
 use eva_solver::{AdamWConfig, Decay, PreferenceLoss, PreferencePair, SolverConfig, Trainer};
 
 use crate::model_cmd::ModelArgs;
@@ -175,16 +175,13 @@ pub fn train_pairs(
         })
         .collect::<Result<Vec<_>>>()?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let trainable = model.trainable(solver.adaptation(), solver.seed).context("building the trainable model")?;
     if config.loss.needs_reference() {
         // The reference is the policy before training in the f32 weights the solver
         // trains; a quantized inference copy would shift every log-ratio.
-        let reference = match model.format {
-            WeightFormat::F32 => &model.transformer,
-            _ => &trainable.model,
-        };
-        eva_solver::cached_reference(reference, &mut tokenized, &out.join("reference.jsonl"), resume)?;
+        let reference = model.exact_transformer().context("building the f32 reference model")?;
+        eva_solver::cached_reference(&reference, &mut tokenized, &out.join("reference.jsonl"), resume)?;
     }
+    let trainable = model.trainable(solver.adaptation(), solver.seed).context("building the trainable model")?;
     let mut trainer = Trainer::new(&trainable, config, tokenized, out)?;
     if resume {
         trainer.resume()?;

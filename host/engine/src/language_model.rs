@@ -1,8 +1,9 @@
 //! A loaded model ready for inference: transformer, tokenizer and chat template.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::chat::{ChatTemplate, Message};
@@ -30,6 +31,10 @@ pub enum WeightFormat {
     /// The GGUF file's own quantization (f32 where the file has none), computed as
     /// llama.cpp does: activations quantized to 8 bits per block.
     Native,
+}
+
+fn dense(w: &Tensor, b: Option<&Tensor>) -> Linear {
+    Linear::dense(w.clone(), b.cloned())
 }
 
 impl std::str::FromStr for WeightFormat {
@@ -74,7 +79,7 @@ impl LanguageModel {
         ) {
             (WeightFormat::Native, Some(q)) => Linear::from_qtensor(q.clone(), b.cloned()).step("quantized weights"),
             (WeightFormat::Q8_0, _) => Linear::int8(w, b.cloned()).step("quantizing to 8 bits"),
-            _ => Ok(Linear::dense(w.clone(), b.cloned())),
+            _ => Ok(dense(w, b)),
         })?;
         let decoder = Int8Decoder::from_transformer(&transformer).transpose().step("the 8-bit decoder")?;
         if decoder.is_some() {
@@ -89,6 +94,19 @@ impl LanguageModel {
             chat_template: files.chat_template,
             weights: files.weights,
         })
+    }
+
+    /// The inference transformer over the exact f32 weights: this model's own when its
+    /// format is f32, else one built over the same tensors (shared, not copied), for what
+    /// must not see quantization, such as the solver's reference log-probs.
+    pub fn exact_transformer(&self) -> Result<Cow<'_, Transformer>> {
+        match self.format {
+            WeightFormat::F32 => Ok(Cow::Borrowed(&self.transformer)),
+            _ => Transformer::build(&self.transformer.config, &self.weights, Kernels::Fused, &mut |_, w, b| {
+                Ok(dense(w, b))
+            })
+            .map(Cow::Owned),
+        }
     }
 
     /// The token ids of a conversation rendered with the model's chat template, ending
