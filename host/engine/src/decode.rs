@@ -91,11 +91,6 @@ impl DecodeCache {
         self.rows.len()
     }
 
-    /// Tokens held by row `r`.
-    pub fn len(&self, r: usize) -> usize {
-        self.rows[r].len
-    }
-
     /// Keep (and reorder, or repeat) rows: `rows[i]` is the old row that becomes row `i`.
     pub fn select_rows(&mut self, rows: &[usize]) {
         let mut old: Vec<Option<RowCache>> = std::mem::take(&mut self.rows).into_iter().map(Some).collect();
@@ -223,10 +218,6 @@ impl Int8Decoder {
             })
         };
         Some(build())
-    }
-
-    pub fn config(&self) -> &ModelConfig {
-        &self.config
     }
 
     /// Feed `tokens[r]` to row `r` of the cache (a row may get none); returns, for each
