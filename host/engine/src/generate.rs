@@ -90,20 +90,11 @@ pub fn generate(
     let mut out: Vec<Vec<Completion>> = Vec::with_capacity(prompts.len());
     for (chunk_idx, chunk) in prompts.chunks(params.prompts_per_batch.max(1)).enumerate() {
         let first = chunk_idx * params.prompts_per_batch.max(1);
-        let completions = match decoder {
-            Some(d) => generate_chunk(
-                &mut Int8Steps { decoder: d, cache: DecodeCache::default() },
-                tokenizer,
-                chunk,
-                first,
-                params,
-                on_tokens,
-            )?,
-            None => {
-                generate_chunk(&mut CandleSteps { model, cache: None }, tokenizer, chunk, first, params, on_tokens)?
-            }
+        let mut steps: Box<dyn Steps + '_> = match decoder {
+            Some(decoder) => Box::new(Int8Steps { decoder, cache: DecodeCache::default() }),
+            None => Box::new(CandleSteps { model, cache: None }),
         };
-        out.extend(completions);
+        out.extend(generate_chunk(steps.as_mut(), tokenizer, chunk, first, params, on_tokens)?);
     }
     Ok(out)
 }
