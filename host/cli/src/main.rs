@@ -28,6 +28,10 @@ struct Cli {
     /// Log filter (tracing's env-filter syntax), e.g. `info` or `eva_plugin_runtime=debug`.
     #[arg(long, global = true, env = "EVA_LOG", default_value = "warn")]
     log: String,
+    /// Where models run and train: cpu, or cuda / cuda:N (an NVIDIA GPU; needs an
+    /// eva-host built with `--features cuda`). `--weights q8_0|native` are CPU formats.
+    #[arg(long, global = true, env = "EVA_DEVICE", default_value = "cpu")]
+    device: eva_engine::Placement,
 
     #[command(subcommand)]
     command: Command,
@@ -91,6 +95,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
+    eva_engine::device::set_default(cli.device);
     match cli.command {
         Command::Plugin(cmd) => plugin_cmd::run(cmd),
         Command::Model(cmd) => model_cmd::run(cmd),

@@ -51,7 +51,8 @@ pub struct LoopSettings {
     /// How the policy's weights are stored for sampling answers and evolutions: f32
     /// (exact: the weights the solver trains) or q8_0 (8 bits per weight, eva's own
     /// kernels: about 3x faster sampling on x86 CPUs with AVX-512 VNNI, a little faster
-    /// with AVX2, from a policy rounded to 8 bits). Training always uses f32.
+    /// with AVX2, from a policy rounded to 8 bits; CPU only). Training uses f32 (see
+    /// `--precision`).
     #[arg(long, default_value = "f32")]
     #[serde(default)]
     pub weights: WeightFormat,
@@ -278,6 +279,10 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     if !(0.0..1.0).contains(&s.buffer_fraction) || !(0.0..=1.0).contains(&s.sample_fraction) {
         bail!("--buffer-fraction must be in [0, 1) and --sample-fraction in [0, 1]");
     }
+    // Hours of generation come before the first training step: check the device first.
+    let device = eva_engine::device::default_device()?;
+    eva_engine::device::check_dtype(&device, s.solver.precision.dtype())?;
+    s.weights.check_device(&device)?;
     // The seed prompts are checked before any model or plugin work.
     let seeds_path = args.out.join("seed.jsonl");
     let seeds = if args.resume {

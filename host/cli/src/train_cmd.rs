@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use eva_engine::{Adaptation, LanguageModel, LoraConfig, TrainableModel};
+use eva_engine::{Adaptation, LanguageModel, LoraConfig, Precision, TrainableModel};
 use eva_solver::{AdamWConfig, Decay, PreferenceLoss, PreferencePair, SolverConfig, Trainer};
 
 use crate::model_cmd::ModelArgs;
@@ -82,6 +82,11 @@ pub struct SolverArgs {
     /// Comma-separated projections that get adapters.
     #[arg(long, default_value = "q_proj,v_proj")]
     lora_targets: String,
+    /// Precision of the trainable copy: f32, or bf16 on a GPU (`--device cuda`; the
+    /// optimizer keeps f32 master weights and moments, log-probs are summed in f32).
+    #[arg(long, default_value = "f32")]
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl SolverArgs {
@@ -174,6 +179,10 @@ pub fn train_pairs(
                 .map_err(|e| anyhow::anyhow!("{}: {e}", name(i)))
         })
         .collect::<Result<Vec<_>>>()?;
+    // Built first: a precision the device cannot train in is refused before any writing.
+    let trainable = model
+        .trainable(solver.adaptation(), solver.seed, solver.precision)
+        .context("building the trainable model")?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     if config.loss.needs_reference() {
         // The reference is the policy before training in the f32 weights the solver
@@ -181,7 +190,6 @@ pub fn train_pairs(
         let reference = model.exact_transformer().context("building the f32 reference model")?;
         eva_solver::cached_reference(&reference, &mut tokenized, &out.join("reference.jsonl"), resume)?;
     }
-    let trainable = model.trainable(solver.adaptation(), solver.seed).context("building the trainable model")?;
     let mut trainer = Trainer::new(&trainable, config, tokenized, out)?;
     if resume {
         trainer.resume()?;

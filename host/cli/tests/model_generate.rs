@@ -64,3 +64,18 @@ fn an_unknown_weight_format_is_refused() {
     assert!(!ok);
     assert!(text.contains("unknown weight format `int3` (f32, q8_0, native)"), "{text}");
 }
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn a_gpu_without_the_cuda_build_says_how_to_get_one() {
+    let (ok, text) = eva_host(&["--device", "cuda:1", "model", "generate", "hi"]);
+    assert!(!ok);
+    insta::assert_snapshot!(text.trim(), @r#"error: loading the model: --device cuda:1: this eva-host was built without CUDA; rebuild it with `cargo build --release -p eva-host --features cuda` (see README, "GPUs")"#);
+}
+
+#[test]
+fn an_unknown_device_is_refused() {
+    let (ok, text) = eva_host(&["model", "generate", "--device", "tpu", "hi"]);
+    assert!(!ok);
+    assert!(text.contains("unknown device `tpu` (cpu, cuda or cuda:N)"), "{text}");
+}

@@ -126,3 +126,17 @@ fn quantized_inference_weights_leave_the_reference_in_f32() {
         assert!((loss - std::f64::consts::LN_2).abs() < 1e-5, "{weights}: first DPO loss {loss}, not ln 2");
     }
 }
+
+/// bf16 needs a GPU's matmul: on the CPU the run stops before it writes anything.
+#[test]
+fn bf16_training_on_the_cpu_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = eva::models::write_tiny_llama(dir.path(), 1);
+    let pairs = pairs(dir.path());
+    let out_dir = dir.path().join("bf16");
+    let out = train(&model, &pairs, &out_dir, false).args(["--precision", "bf16"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bf16 training needs a GPU (`--device cuda`)"), "{err}");
+    assert!(!out_dir.exists(), "nothing is written");
+}

@@ -123,10 +123,11 @@ impl Steps for CandleSteps<'_> {
         let ids: Vec<u32> =
             prompts.iter().flat_map(|p| std::iter::repeat_n(0, longest - p.len()).chain(p.iter().copied())).collect();
         let ids = Tensor::from_vec(ids, (prompts.len(), longest), device).step("prompt ids")?;
-        let mut cache = KvCache::new(&self.model.config, prompts.len(), longest + max_new_tokens, pad, device)?;
+        let capacity = longest + max_new_tokens;
+        let mut cache = KvCache::new(&self.model.config, prompts.len(), capacity, pad, self.model.dtype(), device)?;
         let logits = self.model.forward(&ids, Some(&mut cache))?;
         self.cache = Some(cache);
-        logits.to_vec2::<f32>().step("reading logits")
+        read_logits(&logits)
     }
 
     fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
@@ -135,8 +136,13 @@ impl Steps for CandleSteps<'_> {
 
     fn step(&mut self, next: &[u32]) -> Result<Vec<Vec<f32>>> {
         let ids = Tensor::from_vec(next.to_vec(), (next.len(), 1), self.model.device()).step("next ids")?;
-        self.model.forward(&ids, self.cache.as_mut())?.to_vec2::<f32>().step("reading logits")
+        read_logits(&self.model.forward(&ids, self.cache.as_mut())?)
     }
+}
+
+/// `[rows, vocab]` logits into host memory as f32, whatever the model's dtype and device.
+fn read_logits(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    logits.to_dtype(candle_core::DType::F32).and_then(|l| l.to_vec2::<f32>()).step("reading logits")
 }
 
 /// Through the [`Int8Decoder`]: unpadded rows, each with its own cache.

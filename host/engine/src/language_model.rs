@@ -3,11 +3,12 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::chat::{ChatTemplate, Message};
 use crate::decode::Int8Decoder;
+use crate::device::Precision;
 use crate::error::{Error, Result, TensorContext};
 use crate::generate::{Completion, GenerationParams, generate};
 use crate::load::ModelFiles;
@@ -37,6 +38,30 @@ fn dense(w: &Tensor, b: Option<&Tensor>) -> Linear {
     Linear::dense(w.clone(), b.cloned())
 }
 
+impl WeightFormat {
+    /// Only f32 runs off the CPU: the quantized formats are eva's and llama.cpp's CPU
+    /// kernels.
+    pub fn check_device(self, device: &Device) -> Result<()> {
+        if self != Self::F32 && !device.is_cpu() {
+            return Err(Error::Request(format!(
+                "--weights {self} runs on the CPU's kernels only; on {} models run in f32",
+                crate::device::name(device)
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for WeightFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "f32",
+            Self::Q8_0 => "q8_0",
+            Self::Native => "native",
+        })
+    }
+}
+
 impl std::str::FromStr for WeightFormat {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
@@ -63,11 +88,21 @@ pub struct LanguageModel {
 }
 
 impl LanguageModel {
-    /// Load a GGUF file or a Hugging Face directory for inference on the CPU.
+    /// Load a GGUF file or a Hugging Face directory for inference on the process's
+    /// default device ([`crate::device::set_default`]; the CPU unless chosen).
     pub fn load(path: &Path, format: WeightFormat) -> Result<Self> {
+        Self::load_on(path, format, &crate::device::default_device()?)
+    }
+
+    /// Load a model onto `device`: read on the CPU, then moved there in f32. Only f32
+    /// runs off the CPU; the quantized formats are eva's and llama.cpp's CPU kernels.
+    pub fn load_on(path: &Path, format: WeightFormat, device: &Device) -> Result<Self> {
         crate::threads::threads();
-        let device = Device::Cpu;
-        let files = ModelFiles::open(path, &device)?;
+        let mut files = ModelFiles::open(path, &Device::Cpu)?;
+        format.check_device(device)?;
+        if !device.is_cpu() {
+            files.weights = files.weights.to(device, DType::F32)?;
+        }
         Self::from_files(files, format)
     }
 
@@ -137,8 +172,14 @@ impl LanguageModel {
         sequence_logprobs(&self.transformer, seqs, 4096)
     }
 
-    /// A trainable copy of this model's weights.
-    pub fn trainable(&self, adaptation: Adaptation, seed: u64) -> Result<TrainableModel> {
-        TrainableModel::new(&self.transformer.config, &self.weights, adaptation, seed)
+    /// A trainable copy of this model's weights, on the model's device, in `precision`.
+    pub fn trainable(&self, adaptation: Adaptation, seed: u64, precision: Precision) -> Result<TrainableModel> {
+        let (device, dtype) = (self.transformer.device(), precision.dtype());
+        crate::device::check_dtype(device, dtype)?;
+        let weights = match dtype {
+            DType::F32 => Cow::Borrowed(&self.weights),
+            _ => Cow::Owned(self.weights.to(device, dtype)?),
+        };
+        TrainableModel::new(&self.transformer.config, &weights, adaptation, seed)
     }
 }

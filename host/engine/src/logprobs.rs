@@ -74,14 +74,23 @@ impl TokenBatch {
     }
 }
 
+/// Log-softmax over the vocabulary, in f32 at least: a half-precision model's logits
+/// are widened first, since the normaliser sums tens of thousands of terms.
+fn log_softmax(logits: &Tensor) -> candle_core::Result<Tensor> {
+    let logits = match logits.dtype() {
+        DType::BF16 | DType::F16 => logits.to_dtype(DType::F32)?,
+        _ => logits.clone(),
+    };
+    candle_nn::ops::log_softmax(&logits, D::Minus1)
+}
+
 /// `[b, width]` log-probs of the targets, zero outside the completions. Differentiable
 /// when the model is.
 pub fn token_logprobs(model: &Transformer, batch: &TokenBatch) -> Result<Tensor> {
     let logits = model.forward_logits_from(&batch.ids, batch.from)?;
     let width = batch.targets.dim(1).step("targets")?;
     (|| {
-        let logits = logits.narrow(1, 0, width)?;
-        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let logp = log_softmax(&logits.narrow(1, 0, width)?)?;
         let picked = logp.gather(&batch.targets.unsqueeze(2)?, 2)?.squeeze(2)?;
         picked * &batch.mask
     })()
@@ -115,7 +124,7 @@ pub fn shared_prompt_logprobs(model: &Transformer, prompt: &[u32], completions: 
     let logits =
         model.forward_packed(&Tensor::from_vec(ids, (1, start), device).step("packed ids")?, &packing, &rows)?;
     (|| {
-        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let logp = log_softmax(&logits)?;
         let picked = logp.gather(&Tensor::from_vec(targets, (rows.len(), 1), device)?, 1)?.squeeze(1)?;
         let mut at = 0;
         let sums = lens

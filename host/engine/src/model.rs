@@ -89,10 +89,18 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    pub fn new(config: &ModelConfig, batch: usize, capacity: usize, pad: Vec<usize>, device: &Device) -> Result<Self> {
+    /// Keys and values are kept in `dtype`, the model's own.
+    pub fn new(
+        config: &ModelConfig,
+        batch: usize,
+        capacity: usize,
+        pad: Vec<usize>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let shape = (batch, config.num_kv_heads, capacity, config.head_dim);
         let layers = (0..config.num_layers)
-            .map(|_| Ok((Tensor::zeros(shape, DType::F32, device)?, Tensor::zeros(shape, DType::F32, device)?)))
+            .map(|_| Ok((Tensor::zeros(shape, dtype, device)?, Tensor::zeros(shape, dtype, device)?)))
             .collect::<candle_core::Result<Vec<_>>>()
             .step("allocating the KV cache")?;
         Ok(Self { layers, len: 0, capacity, pad })
@@ -239,6 +247,11 @@ impl Transformer {
 
     pub fn device(&self) -> &Device {
         self.embed.device()
+    }
+
+    /// The dtype the weights and activations are in.
+    pub fn dtype(&self) -> DType {
+        self.embed.dtype()
     }
 
     /// Logits for `ids: [batch, seq]`.

@@ -93,8 +93,11 @@ impl TrainableModel {
                     // Kaiming-uniform-like A, zero B (as PEFT does).
                     let bound = 1.0 / (inp as f32).sqrt();
                     let a: Vec<f32> = crate::weights::normal(&mut rng, lora.rank * inp, bound / 3f32.sqrt());
-                    let a = Var::from_vec(a, (lora.rank, inp), w.device()).step("LoRA A")?;
-                    let bm = Var::zeros((out, lora.rank), candle_core::DType::F32, w.device()).step("LoRA B")?;
+                    // Adapters in the base's dtype: the optimizer keeps f32 masters of half ones.
+                    let a = Tensor::from_vec(a, (lora.rank, inp), w.device())
+                        .and_then(|a| Var::from_tensor(&a.to_dtype(w.dtype())?))
+                        .step("LoRA A")?;
+                    let bm = Var::zeros((out, lora.rank), w.dtype(), w.device()).step("LoRA B")?;
                     let lin = base.with_lora(Lora { a: a.as_tensor().clone(), b: bm.as_tensor().clone(), scale });
                     params.push((format!("{name}.lora_A.weight"), a));
                     params.push((format!("{name}.lora_B.weight"), bm));
@@ -205,10 +208,12 @@ impl TrainableModel {
     }
 }
 
+/// Saved in f32 from host memory, whatever the training precision and device: the
+/// config says `float32`, and every loader reads it.
 fn save_safetensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     let contiguous: HashMap<String, Tensor> = tensors
         .iter()
-        .map(|(n, t)| Ok((n.clone(), t.contiguous()?)))
+        .map(|(n, t)| Ok((n.clone(), t.to_device(&Device::Cpu)?.to_dtype(candle_core::DType::F32)?.contiguous()?)))
         .collect::<candle_core::Result<_>>()
         .step("preparing tensors to save")?;
     candle_core::safetensors::save(&contiguous, path)

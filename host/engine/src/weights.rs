@@ -39,6 +39,23 @@ impl Weights {
             .ok_or_else(|| Error::Missing { path: self.source.clone(), what: format!("tensor `{name}`") })
     }
 
+    /// These weights on `device` in `dtype`. The file's quantized originals stay behind
+    /// unless the copy is an f32 one on the CPU: only the CPU computes with them.
+    pub fn to(&self, device: &Device, dtype: DType) -> Result<Self> {
+        let tensors = self
+            .tensors
+            .iter()
+            .map(|(name, t)| Ok((name.clone(), t.to_device(device)?.to_dtype(dtype)?)))
+            .collect::<candle_core::Result<_>>()
+            .map_err(|e| {
+                let (path, device) = (self.source.display(), crate::device::name(device));
+                Error::Request(format!("moving {path} to {device} as {dtype:?}: {e}"))
+            })?;
+        let keep = device.is_cpu() && dtype == DType::F32;
+        let quantized = if keep { self.quantized.clone() } else { HashMap::new() };
+        Ok(Self { tensors, quantized, source: self.source.clone() })
+    }
+
     /// The tensor, checked to have `shape`.
     pub fn expect(&self, name: &str, shape: &[usize]) -> Result<&Tensor> {
         let t = self.get(name)?;

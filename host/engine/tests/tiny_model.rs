@@ -120,7 +120,7 @@ fn cached_decoding_matches_a_full_forward() {
         let m = model(&c, Kernels::Fused);
         let seq: [u32; 8] = [3, 14, 15, 9, 26, 5, 35, 8];
         let full = m.forward(&ids(&[&seq]), None).unwrap().squeeze(0).unwrap();
-        let mut cache = KvCache::new(&c, 1, 16, vec![0], &Device::Cpu).unwrap();
+        let mut cache = KvCache::new(&c, 1, 16, vec![0], DType::F32, &Device::Cpu).unwrap();
         // Prefill 5 tokens, then one at a time.
         let first = m.forward(&ids(&[&seq[..5]]), Some(&mut cache)).unwrap();
         assert!(max_diff(&first.squeeze(0).unwrap(), &full.get(4).unwrap()) < 1e-4);
@@ -187,12 +187,12 @@ fn left_padded_rows_match_their_unpadded_runs() {
         let short: [u32; 3] = [4, 8, 15];
         let long: [u32; 6] = [16, 23, 42, 4, 8, 15];
         let alone = |p: &[u32]| {
-            let mut cache = KvCache::new(&c, 1, 8, vec![0], &Device::Cpu).unwrap();
+            let mut cache = KvCache::new(&c, 1, 8, vec![0], DType::F32, &Device::Cpu).unwrap();
             let a = m.forward(&ids(&[p]), Some(&mut cache)).unwrap();
             let b = m.forward(&ids(&[&[11]]), Some(&mut cache)).unwrap();
             (a, b)
         };
-        let mut cache = KvCache::new(&c, 2, 8, vec![3, 0], &Device::Cpu).unwrap();
+        let mut cache = KvCache::new(&c, 2, 8, vec![3, 0], DType::F32, &Device::Cpu).unwrap();
         let padded: [u32; 6] = [0, 0, 0, 4, 8, 15];
         let pre = m.forward(&ids(&[&padded, &long]), Some(&mut cache)).unwrap();
         let step = m.forward(&ids(&[&[11], &[11]]), Some(&mut cache)).unwrap();
@@ -216,19 +216,24 @@ fn seqs() -> Vec<Scored<'static>> {
     PAIRS.iter().map(|(p, c)| Scored { prompt: p, completion: c }).collect()
 }
 
+/// In f32 and in half precision (f16 here: the CPU has no bf16 matmul; a GPU trains in
+/// bf16 through the same graph).
 #[test]
 fn every_trainable_tensor_gets_a_gradient() {
-    for arch in ARCHS {
+    for (arch, dtype) in ARCHS.into_iter().flat_map(|a| [(a, DType::F32), (a, DType::F16)]) {
         let c = tiny(arch);
-        let w = Weights::random(&c, 3, &Device::Cpu).unwrap();
+        let w = Weights::random(&c, 3, &Device::Cpu).unwrap().to(&Device::Cpu, dtype).unwrap();
         let tm = TrainableModel::new(&c, &w, Adaptation::Full, 0).unwrap();
         let expected = eva_engine::expected_shapes(&c).len();
         assert_eq!(tm.params.len(), expected, "{arch:?}: every tensor is trainable");
-        let grads = loss(&tm.model, &seqs()).backward().unwrap();
+        let loss = loss(&tm.model, &seqs());
+        assert_eq!(loss.dtype(), DType::F32, "{arch:?} {dtype:?}: log-probs are summed in f32");
+        let grads = loss.backward().unwrap();
         for (name, var) in &tm.params {
-            let g = grads.get(var).unwrap_or_else(|| panic!("{arch:?}: {name} got no gradient"));
-            let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(norm > 0.0 && norm.is_finite(), "{arch:?}: {name} has gradient norm² {norm}");
+            let g = grads.get(var).unwrap_or_else(|| panic!("{arch:?} {dtype:?}: {name} got no gradient"));
+            assert_eq!(g.dtype(), dtype);
+            let norm = g.to_dtype(DType::F32).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(norm > 0.0 && norm.is_finite(), "{arch:?} {dtype:?}: {name} has gradient norm² {norm}");
         }
     }
 }

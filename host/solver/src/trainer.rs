@@ -18,7 +18,7 @@ use rand::{RngExt, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
 use crate::loss::{PairLogProbs, PreferenceLoss};
-use crate::optim::{AdamW, AdamWConfig, Decay, clip_global_norm, learning_rate};
+use crate::optim::{AdamW, AdamWConfig, Decay, clip_global_norm, learning_rate, master_dtype};
 use crate::pairs::TokenizedPair;
 
 #[derive(Debug, thiserror::Error)]
@@ -270,9 +270,10 @@ impl<'m> Trainer<'m> {
             let grads = (&out.loss * weight).step("scaling the loss")?.backward().step("backward")?;
             for (i, (_, var)) in params.iter().enumerate() {
                 if let Some(g) = grads.get(var) {
+                    let g = g.to_dtype(master_dtype(var.dtype())).step("accumulating gradients")?;
                     acc[i] = Some(match acc[i].take() {
                         Some(a) => (a + g).step("accumulating gradients")?,
-                        None => g.clone(),
+                        None => g,
                     });
                 }
             }
@@ -287,7 +288,7 @@ impl<'m> Trainer<'m> {
         let mut grads: Vec<Tensor> = acc
             .into_iter()
             .zip(params)
-            .map(|(g, (_, v))| g.map_or_else(|| v.zeros_like(), Ok))
+            .map(|(g, (_, v))| g.map_or_else(|| Tensor::zeros(v.shape(), master_dtype(v.dtype()), v.device()), Ok))
             .collect::<candle_core::Result<_>>()
             .step("gradients")?;
         let grad_norm = clip_global_norm(&mut grads, self.config.max_grad_norm).step("clipping")?;
@@ -397,6 +398,13 @@ impl<'m> Trainer<'m> {
         let params = load(&dir.join("params.safetensors"), &device).map_err(|e| bad(e.to_string()))?;
         for (name, var) in &self.model.params {
             let t = params.get(name).ok_or_else(|| bad(format!("lacks `{name}`")))?;
+            if t.dtype() != var.dtype() {
+                return Err(bad(format!(
+                    "`{name}` was trained in {:?}, this model is {:?}: resume with the same precision",
+                    t.dtype(),
+                    var.dtype()
+                )));
+            }
             var.set(t).map_err(|e| bad(format!("`{name}`: {e}")))?;
         }
         let opt = load(&dir.join("optimizer.safetensors"), &device).map_err(|e| bad(e.to_string()))?;

@@ -4,7 +4,8 @@
 use candle_core::quantized::{QMatMul, QTensor};
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Storage, Tensor};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CudaStorage, CustomOp1, Layout, Module, Shape, Storage, Tensor};
 
 use crate::int8::Int8Matrix;
 
@@ -105,27 +106,45 @@ struct FrozenMatmul {
     w: Tensor,
 }
 
+impl FrozenMatmul {
+    /// The product on any backend: `x: [n, in]` times the weight's transposed layout.
+    fn product<S: BackendStorage>(
+        &self,
+        x: &S,
+        x_layout: &Layout,
+        weights: impl FnOnce(&Storage) -> Option<&S>,
+    ) -> candle_core::Result<(S, Shape)> {
+        let (n, k) = x_layout.shape().dims2()?;
+        let (storage, w_layout) = self.w.storage_and_layout();
+        let (out, cols) = w_layout.shape().dims2()?;
+        if cols != k {
+            candle_core::bail!("frozen-matmul: inputs of {k} values for a matrix of {cols} columns");
+        }
+        let Some(w) = weights(&storage) else {
+            candle_core::bail!("frozen-matmul: the input and the weights are on different devices");
+        };
+        let y = x.matmul(w, (1, n, out, k), x_layout, &w_layout.transpose(0, 1)?)?;
+        Ok((y, Shape::from((n, out))))
+    }
+}
+
 impl CustomOp1 for FrozenMatmul {
     fn name(&self) -> &'static str {
         "frozen-matmul"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        // Rebuild a graph-free tensor over the input and let candle's gemm do the work.
-        let x = match layout.contiguous_offsets() {
-            Some((start, end)) => {
-                let data = storage.as_slice::<f32>()?;
-                Tensor::from_slice(&data[start..end], layout.shape(), &candle_core::Device::Cpu)?
-            }
-            None => candle_core::bail!("frozen-matmul wants a contiguous input"),
-        };
-        let y = x.matmul(&self.w.detach().t()?)?;
-        let shape = y.shape().clone();
-        let (storage, _) = y.storage_and_layout();
-        match &*storage {
-            Storage::Cpu(cpu) => Ok((cpu.clone(), shape)),
-            _ => candle_core::bail!("frozen-matmul ran off the CPU"),
-        }
+    fn cpu_fwd(&self, x: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.product(x, layout, |s| match s {
+            Storage::Cpu(w) => Some(w),
+            _ => None,
+        })
+    }
+
+    fn cuda_fwd(&self, x: &CudaStorage, layout: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+        self.product(x, layout, |s| match s {
+            Storage::Cuda(w) => Some(w),
+            _ => None,
+        })
     }
 
     fn bwd(&self, _x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> candle_core::Result<Option<Tensor>> {
