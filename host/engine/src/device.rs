@@ -8,7 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -132,6 +132,15 @@ impl FromStr for Precision {
             "bf16" => Ok(Self::Bf16),
             other => Err(format!("unknown precision `{other}` (f32, bf16)")),
         }
+    }
+}
+
+/// `t` in f32 when it is a half type, else as it is: for sums over many terms (softmax
+/// normalisers), which half precision would round away.
+pub(crate) fn widen(t: &Tensor) -> candle_core::Result<Tensor> {
+    match t.dtype() {
+        DType::BF16 | DType::F16 => t.to_dtype(DType::F32),
+        _ => Ok(t.clone()),
     }
 }
 

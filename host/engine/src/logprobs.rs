@@ -74,14 +74,9 @@ impl TokenBatch {
     }
 }
 
-/// Log-softmax over the vocabulary, in f32 at least: a half-precision model's logits
-/// are widened first, since the normaliser sums tens of thousands of terms.
+/// Log-softmax over the vocabulary, in f32 at least.
 fn log_softmax(logits: &Tensor) -> candle_core::Result<Tensor> {
-    let logits = match logits.dtype() {
-        DType::BF16 | DType::F16 => logits.to_dtype(DType::F32)?,
-        _ => logits.clone(),
-    };
-    candle_nn::ops::log_softmax(&logits, D::Minus1)
+    candle_nn::ops::log_softmax(&crate::device::widen(logits)?, D::Minus1)
 }
 
 /// `[b, width]` log-probs of the targets, zero outside the completions. Differentiable

@@ -430,7 +430,10 @@ impl Transformer {
         };
         let probs = match self.kernels {
             Kernels::Fused => ops::softmax_last_dim(&scores)?,
-            Kernels::Differentiable => ops::softmax(&scores, D::Minus1)?,
+            // In f32 for half-precision copies, as transformers' eager attention does.
+            Kernels::Differentiable => {
+                ops::softmax(&crate::device::widen(&scores)?, D::Minus1)?.to_dtype(scores.dtype())?
+            }
         };
         let y = probs.matmul(&v)?.reshape((b, nh, t, hd))?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
         attn.o.forward(&y)
