@@ -119,8 +119,8 @@ fn half_precision_lora_dpo_follows_f32() {
         assert!(max.to_scalar::<f32>().unwrap() > 0.0, "{name} never moved");
     }
     // The checkpoint keeps the f32 masters, and a resume in another precision is refused.
-    let state = candle_core::safetensors::load(out.path().join("checkpoint/optimizer.safetensors"), &Device::Cpu)
-        .unwrap();
+    let state =
+        candle_core::safetensors::load(out.path().join("checkpoint/optimizer.safetensors"), &Device::Cpu).unwrap();
     for (name, var) in &half.params {
         let master = &state[&format!("master.{name}")];
         assert_eq!(master.dtype(), DType::F32);

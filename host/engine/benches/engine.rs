@@ -78,8 +78,15 @@ fn inference(formats: &[WeightFormat]) {
         // Prefill: a 480-token prompt, one forward.
         let long = long_prompt(&m, 480);
         let ids = Tensor::from_vec(long.clone(), (1, long.len()), &candle_core::Device::Cpu).unwrap();
-        let mut cache =
-            eva_engine::model::KvCache::new(&m.transformer.config, 1, 512, vec![0], candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+        let mut cache = eva_engine::model::KvCache::new(
+            &m.transformer.config,
+            1,
+            512,
+            vec![0],
+            candle_core::DType::F32,
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
         let s = Instant::now();
         m.transformer.forward(&ids, Some(&mut cache)).unwrap();
         let prefill = long.len() as f64 / s.elapsed().as_secs_f64();

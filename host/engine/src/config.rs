@@ -288,6 +288,42 @@ fn hf_layer_types(
 }
 
 impl ModelConfig {
+    /// A tiny config of `arch` (hidden 32, two layers, GQA 4/2, a vocabulary of 61) with
+    /// every switch of its family sized to change the outputs of short inputs: for tests
+    /// of the forward pass on random weights.
+    pub fn tiny(arch: Architecture) -> Self {
+        Self {
+            architecture: arch,
+            vocab_size: 61,
+            hidden_size: 32,
+            intermediate_size: 48,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 8,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            rope_scaling: Default::default(),
+            max_position_embeddings: 64,
+            tie_word_embeddings: arch == Architecture::Llama || arch.is_gemma(),
+            attention_bias: arch == Architecture::Qwen2,
+            head: Head::LanguageModel,
+            // gemma's: a window of 3, soft caps below the logits' range, a distinct local
+            // rope base.
+            hidden_act: if arch.is_gemma() { Activation::GeluTanh } else { Activation::Silu },
+            layer_types: if arch.sandwich_norms() {
+                vec![LayerAttention::Sliding, LayerAttention::Full]
+            } else {
+                vec![]
+            },
+            sliding_window: arch.sandwich_norms().then_some(3),
+            rope_local_theta: (arch == Architecture::Gemma3).then_some(100.0),
+            query_pre_attn_scalar: arch.sandwich_norms().then_some(12.0),
+            attn_logit_softcapping: (arch == Architecture::Gemma2).then_some(2.0),
+            final_logit_softcapping: (arch == Architecture::Gemma2).then_some(3.0),
+        }
+    }
+
     /// Read a Hugging Face `config.json`.
     pub fn from_hf_json(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;

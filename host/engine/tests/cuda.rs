@@ -6,6 +6,9 @@
 //! cargo test --release -p eva-engine --features cuda --test cuda -- --nocapture
 //! ```
 //!
+//! The `tiny_` tests need no download (random weights of every family); the others
+//! fetch the embedded default model.
+//!
 //! The f32 bounds are float-reordering noise; the bf16 ones follow from bf16's 2^-8
 //! relative rounding of every weight and activation (not yet measured on a GPU).
 #![cfg(feature = "cuda")]
@@ -13,11 +16,89 @@
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
-use eva_engine::logprobs::shared_prompt_logprobs;
+use eva_engine::logprobs::{Scored, TokenBatch, shared_prompt_logprobs, token_logprobs};
+use eva_engine::model::{Kernels, KvCache, Linear};
 use eva_engine::{
-    Adaptation, DEFAULT_MODEL, GenerationParams, LanguageModel, LoraConfig, Message, Precision, Sampling,
-    WeightFormat, fetch,
+    Adaptation, Architecture, DEFAULT_MODEL, GenerationParams, LanguageModel, LoraConfig, Message, ModelConfig,
+    Precision, Sampling, TrainableModel, Transformer, WeightFormat, Weights, fetch,
 };
+
+const ARCHS: [Architecture; 6] = [
+    Architecture::Llama,
+    Architecture::Qwen2,
+    Architecture::Qwen3,
+    Architecture::Gemma,
+    Architecture::Gemma2,
+    Architecture::Gemma3,
+];
+
+/// Random weights of a tiny `arch`, scaled up so that attention and norms matter.
+fn tiny_weights(c: &ModelConfig) -> Weights {
+    let w = Weights::random(c, 7, &Device::Cpu).unwrap();
+    let scaled =
+        w.tensors.into_iter().map(|(n, t)| if n.ends_with("norm.weight") { (n, t) } else { (n, (t * 20.0).unwrap()) });
+    Weights::from_tensors(scaled.collect(), w.source)
+}
+
+fn build(c: &ModelConfig, w: &Weights) -> Transformer {
+    Transformer::build(c, w, Kernels::Fused, &mut |_, w, b| Ok(Linear::dense(w.clone(), b.cloned()))).unwrap()
+}
+
+#[test]
+fn tiny_models_compute_the_cpus_logits_and_cache_on_the_gpu() {
+    let gpu = gpu();
+    for arch in ARCHS {
+        let c = ModelConfig::tiny(arch);
+        let w = tiny_weights(&c);
+        let (on_cpu, on_gpu) = (build(&c, &w), build(&c, &w.to(&gpu, DType::F32).unwrap()));
+        let rows: Vec<u32> = vec![1, 5, 9, 2, 7, 3, 3, 8, 40, 11, 0, 6];
+        let ids = |d: &Device| Tensor::from_vec(rows.clone(), (2, 6), d).unwrap();
+        let (a, b) = (on_cpu.forward(&ids(&Device::Cpu), None).unwrap(), on_gpu.forward(&ids(&gpu), None).unwrap());
+        let scale = a.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = max_diff(&a, &b);
+        println!("{arch:?}: max |Δlogit| cpu vs cuda {diff:.2e} (largest logit {scale:.1})");
+        assert!(diff <= 1e-4 * scale.max(1.0), "{arch:?}: {diff}");
+        // Prefill four tokens into the GPU cache, then one more: the last full position's logits.
+        let mut cache = KvCache::new(&c, 2, 8, vec![0, 0], DType::F32, &gpu).unwrap();
+        on_gpu.forward(&ids(&gpu).narrow(1, 0, 4).unwrap(), Some(&mut cache)).unwrap();
+        let step = on_gpu.forward(&ids(&gpu).narrow(1, 4, 1).unwrap(), Some(&mut cache)).unwrap();
+        let full = a.narrow(1, 4, 1).unwrap().squeeze(1).unwrap();
+        assert!(max_diff(&full, &step) <= 1e-4 * scale.max(1.0), "{arch:?}: cached decoding on the GPU");
+    }
+}
+
+/// bf16 copies of every family on the GPU, full and LoRA (the frozen base's matmul runs
+/// its CUDA forward): every trainable tensor gets a finite, non-zero gradient.
+#[test]
+fn tiny_bf16_copies_get_every_gradient_on_the_gpu() {
+    let gpu = gpu();
+    let seqs =
+        [Scored { prompt: &[1, 2, 3], completion: &[4, 5, 6, 7] }, Scored { prompt: &[9, 8], completion: &[7, 6, 5] }];
+    let lora = Adaptation::Lora(LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        targets: eva_engine::LORA_TARGETS.map(String::from).to_vec(),
+    });
+    for arch in ARCHS {
+        let c = ModelConfig::tiny(arch);
+        let w = Weights::random(&c, 3, &Device::Cpu).unwrap().to(&gpu, DType::BF16).unwrap();
+        for adaptation in [Adaptation::Full, lora.clone()] {
+            let tm = TrainableModel::new(&c, &w, adaptation.clone(), 0).unwrap();
+            let batch = TokenBatch::new(&seqs, c.vocab_size, &gpu).unwrap();
+            let loss = token_logprobs(&tm.model, &batch).unwrap().sum_all().unwrap().neg().unwrap();
+            assert_eq!(loss.dtype(), DType::F32);
+            let grads = loss.backward().unwrap();
+            for (name, var) in &tm.params {
+                let g = grads.get(var).unwrap_or_else(|| panic!("{arch:?} {adaptation:?}: {name} got no gradient"));
+                let norm =
+                    g.to_dtype(DType::F32).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+                // LoRA's A is still multiplied by B = 0.
+                let expect_zero = name.contains("lora_A");
+                assert!(norm.is_finite() && (norm > 0.0) != expect_zero, "{arch:?}: {name} has gradient norm² {norm}");
+            }
+        }
+    }
+}
 
 fn default_model() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -83,9 +164,8 @@ fn bf16_copies_train_on_the_gpu_like_f32_on_the_cpu() {
         let reference = cpu.trainable(adaptation.clone(), 0, Precision::F32).unwrap();
         let half = gpu.trainable(adaptation.clone(), 0, Precision::Bf16).unwrap();
         assert!(half.params.iter().all(|(_, v)| v.dtype() == DType::BF16 && !v.device().is_cpu()));
-        let sums = |m: &eva_engine::TrainableModel| {
-            shared_prompt_logprobs(&m.model, &prompt, &[&chosen, &rejected]).unwrap()
-        };
+        let sums =
+            |m: &eva_engine::TrainableModel| shared_prompt_logprobs(&m.model, &prompt, &[&chosen, &rejected]).unwrap();
         let (s32, s16) = (sums(&reference), sums(&half));
         let d = max_diff(&s32, &s16);
         println!("{adaptation:?}: summed log-probs {s32} (f32, cpu) vs {s16} (bf16, cuda): max diff {d:.3}");

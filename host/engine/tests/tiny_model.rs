@@ -6,38 +6,8 @@ use eva_engine::decode::{DecodeCache, Int8Decoder};
 use eva_engine::logprobs::{Scored, TokenBatch, shared_prompt_logprobs, token_logprobs};
 use eva_engine::model::{Kernels, KvCache, Linear};
 use eva_engine::{
-    Activation, Adaptation, Architecture, Head, LayerAttention, LoraConfig, ModelConfig, RopeScaling, TrainableModel,
-    Transformer, Weights,
+    Adaptation, Architecture, Head, LoraConfig, ModelConfig, RopeScaling, TrainableModel, Transformer, Weights,
 };
-
-fn tiny(arch: Architecture) -> ModelConfig {
-    ModelConfig {
-        architecture: arch,
-        vocab_size: 61,
-        hidden_size: 32,
-        intermediate_size: 48,
-        num_layers: 2,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 8,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        rope_scaling: Default::default(),
-        max_position_embeddings: 64,
-        tie_word_embeddings: arch == Architecture::Llama || arch.is_gemma(),
-        attention_bias: arch == Architecture::Qwen2,
-        head: Head::LanguageModel,
-        // gemma's switches, sized so that each one changes the outputs of short inputs: a
-        // window of 3, soft caps below the logits' range, a distinct local rope base.
-        hidden_act: if arch.is_gemma() { Activation::GeluTanh } else { Activation::Silu },
-        layer_types: if arch.sandwich_norms() { vec![LayerAttention::Sliding, LayerAttention::Full] } else { vec![] },
-        sliding_window: arch.sandwich_norms().then_some(3),
-        rope_local_theta: (arch == Architecture::Gemma3).then_some(100.0),
-        query_pre_attn_scalar: arch.sandwich_norms().then_some(12.0),
-        attn_logit_softcapping: (arch == Architecture::Gemma2).then_some(2.0),
-        final_logit_softcapping: (arch == Architecture::Gemma2).then_some(3.0),
-    }
-}
 
 const ARCHS: [Architecture; 6] = [
     Architecture::Llama,
@@ -76,7 +46,7 @@ fn ids(rows: &[&[u32]]) -> Tensor {
 #[test]
 fn fused_and_differentiable_kernels_agree() {
     for arch in ARCHS {
-        let c = tiny(arch);
+        let c = ModelConfig::tiny(arch);
         let x = ids(&[&[1, 5, 9, 33, 2, 60, 7]]);
         let a = model(&c, Kernels::Fused).forward(&x, None).unwrap();
         let b = model(&c, Kernels::Differentiable).forward(&x, None).unwrap();
@@ -88,7 +58,7 @@ fn fused_and_differentiable_kernels_agree() {
 #[test]
 fn readout_at_chosen_positions_matches_full_forwards_in_any_batching() {
     for head in [Head::LanguageModel, Head::Score { labels: 3 }] {
-        let c = ModelConfig { head, ..tiny(Architecture::Qwen3) };
+        let c = ModelConfig { head, ..ModelConfig::tiny(Architecture::Qwen3) };
         let m = model(&c, Kernels::Fused);
         let seqs: [&[u32]; 4] = [&[3, 14, 15, 9, 26], &[5, 35], &[8, 9, 7, 9, 3, 2, 3], &[1]];
         let positions = [4, 0, 5, 0];
@@ -108,7 +78,7 @@ fn readout_at_chosen_positions_matches_full_forwards_in_any_batching() {
             }
         }
     }
-    let m = model(&tiny(Architecture::Llama), Kernels::Fused);
+    let m = model(&ModelConfig::tiny(Architecture::Llama), Kernels::Fused);
     let err = eva_engine::readout::outputs_at(&m, &[(&[1, 2], 2)], 100).unwrap_err();
     assert_eq!(err.to_string(), "sequence 0: position 2 is past its 2 tokens");
 }
@@ -116,7 +86,7 @@ fn readout_at_chosen_positions_matches_full_forwards_in_any_batching() {
 #[test]
 fn cached_decoding_matches_a_full_forward() {
     for arch in ARCHS {
-        let c = tiny(arch);
+        let c = ModelConfig::tiny(arch);
         let m = model(&c, Kernels::Fused);
         let seq: [u32; 8] = [3, 14, 15, 9, 26, 5, 35, 8];
         let full = m.forward(&ids(&[&seq]), None).unwrap().squeeze(0).unwrap();
@@ -138,7 +108,7 @@ fn cached_decoding_matches_a_full_forward() {
 #[test]
 fn the_int8_decoder_matches_the_transformer_with_the_same_weights() {
     for arch in ARCHS {
-        let c = tiny(arch);
+        let c = ModelConfig::tiny(arch);
         let m = model_with(&c, Kernels::Fused, &mut |_, w, b| {
             Linear::int8(w, b.cloned()).map_err(|source| eva_engine::Error::Tensor { step: "int8", source })
         });
@@ -182,7 +152,7 @@ fn the_int8_decoder_matches_the_transformer_with_the_same_weights() {
 #[test]
 fn left_padded_rows_match_their_unpadded_runs() {
     for arch in ARCHS {
-        let c = tiny(arch);
+        let c = ModelConfig::tiny(arch);
         let m = model(&c, Kernels::Fused);
         let short: [u32; 3] = [4, 8, 15];
         let long: [u32; 6] = [16, 23, 42, 4, 8, 15];
@@ -221,7 +191,7 @@ fn seqs() -> Vec<Scored<'static>> {
 #[test]
 fn every_trainable_tensor_gets_a_gradient() {
     for (arch, dtype) in ARCHS.into_iter().flat_map(|a| [(a, DType::F32), (a, DType::F16)]) {
-        let c = tiny(arch);
+        let c = ModelConfig::tiny(arch);
         let w = Weights::random(&c, 3, &Device::Cpu).unwrap().to(&Device::Cpu, dtype).unwrap();
         let tm = TrainableModel::new(&c, &w, Adaptation::Full, 0).unwrap();
         let expected = eva_engine::expected_shapes(&c).len();
@@ -244,7 +214,7 @@ fn a_shared_prompt_scores_and_trains_like_separate_sequences() {
     let prompt: [u32; 5] = [2, 7, 1, 8, 28];
     let (chosen, rejected): ([u32; 4], [u32; 6]) = ([18, 28, 45, 9], [4, 5, 23, 53, 6, 0]);
     for arch in ARCHS {
-        let c = tiny(arch);
+        let c = ModelConfig::tiny(arch);
         let w = Weights::random(&c, 13, &Device::Cpu).unwrap();
         // f64, so that any difference beyond rounding shows.
         let f64s = w.tensors.into_iter().map(|(n, t)| (n, (t * 10.0).unwrap().to_dtype(DType::F64).unwrap()));
@@ -274,7 +244,7 @@ fn a_shared_prompt_scores_and_trains_like_separate_sequences() {
 
 #[test]
 fn lora_trains_only_adapters_and_starts_at_the_base() {
-    let c = tiny(Architecture::Llama);
+    let c = ModelConfig::tiny(Architecture::Llama);
     let w = Weights::random(&c, 3, &Device::Cpu).unwrap();
     let lora = LoraConfig { rank: 2, alpha: 4.0, targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()] };
     let tm = TrainableModel::new(&c, &w, Adaptation::Lora(lora), 1).unwrap();
@@ -308,7 +278,7 @@ fn lora_trains_only_adapters_and_starts_at_the_base() {
 fn gradients_match_finite_differences() {
     // f64 end to end so that the central difference is exact to ~1e-8.
     for arch in ARCHS {
-        let c = tiny(arch);
+        let c = ModelConfig::tiny(arch);
         let w = Weights::random(&c, 5, &Device::Cpu).unwrap();
         let f64s = w.tensors.into_iter().map(|(n, t)| (n, (t * 10.0).unwrap().to_dtype(DType::F64).unwrap()));
         let w = Weights::from_tensors(f64s.collect(), w.source);
@@ -349,7 +319,7 @@ fn gradients_match_finite_differences() {
 
 #[test]
 fn log_softmax_rows_are_normalised() {
-    let c = tiny(Architecture::Qwen3);
+    let c = ModelConfig::tiny(Architecture::Qwen3);
     let m = model(&c, Kernels::Fused);
     let logits = m.forward(&ids(&[&[1, 2, 3]]), None).unwrap();
     let lse = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap().exp().unwrap().sum(D::Minus1).unwrap();
@@ -359,7 +329,7 @@ fn log_softmax_rows_are_normalised() {
 
 #[test]
 fn rope_scaling_reaches_the_forward_pass_and_survives_config_json() {
-    let plain = tiny(Architecture::Llama);
+    let plain = ModelConfig::tiny(Architecture::Llama);
     let scaling = serde_json::json!({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16});
     let yarn = ModelConfig { rope_scaling: RopeScaling::from_hf(&scaling, 64).unwrap(), ..plain.clone() };
     let x = ids(&[&[1, 5, 9, 33, 2, 60, 7, 11, 40]]);
