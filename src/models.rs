@@ -165,10 +165,7 @@ pub fn write_tiny_llama(dir: &std::path::Path, seed: u64) -> PathBuf {
 
 /// The families `write_tiny_family` writes, in the order of
 /// `tests/reference/transformers/families.json`.
-pub const FAMILIES: [eva_engine::Architecture; 6] = {
-    use eva_engine::Architecture::*;
-    [Llama, Qwen2, Qwen3, Gemma, Gemma2, Gemma3]
-};
+pub const FAMILIES: [eva_engine::Architecture; 6] = eva_engine::Architecture::ALL;
 
 /// Write a tiny random model of `arch` as a Hugging Face directory (config.json and
 /// model.safetensors, no tokenizer), the same bytes on every run. Every switch of the
@@ -237,27 +234,9 @@ pub fn write_tiny_family(dir: &std::path::Path, arch: eva_engine::Architecture) 
 /// that need a real tokenizer but no real compute.
 pub fn tiny_llama(vocab_size: usize) -> eva_engine::ModelConfig {
     eva_engine::ModelConfig {
-        architecture: eva_engine::Architecture::Llama,
         vocab_size,
-        hidden_size: 32,
         intermediate_size: 64,
-        num_layers: 2,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 8,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        rope_scaling: Default::default(),
         max_position_embeddings: 512,
-        tie_word_embeddings: true,
-        attention_bias: false,
-        head: eva_engine::Head::LanguageModel,
-        hidden_act: eva_engine::Activation::Silu,
-        layer_types: vec![],
-        sliding_window: None,
-        rope_local_theta: None,
-        query_pre_attn_scalar: None,
-        attn_logit_softcapping: None,
-        final_logit_softcapping: None,
+        ..eva_engine::ModelConfig::tiny(eva_engine::Architecture::Llama)
     }
 }

@@ -27,6 +27,9 @@ pub enum Architecture {
 }
 
 impl Architecture {
+    /// Every supported family.
+    pub const ALL: [Self; 6] = [Self::Llama, Self::Qwen2, Self::Qwen3, Self::Gemma, Self::Gemma2, Self::Gemma3];
+
     fn parse(name: &str, path: &Path) -> Result<Self> {
         match name {
             "llama" | "mistral" => Ok(Self::Llama),

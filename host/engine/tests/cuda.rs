@@ -23,15 +23,6 @@ use eva_engine::{
     Precision, Sampling, TrainableModel, Transformer, WeightFormat, Weights, fetch,
 };
 
-const ARCHS: [Architecture; 6] = [
-    Architecture::Llama,
-    Architecture::Qwen2,
-    Architecture::Qwen3,
-    Architecture::Gemma,
-    Architecture::Gemma2,
-    Architecture::Gemma3,
-];
-
 /// Random weights of a tiny `arch`, scaled up so that attention and norms matter.
 fn tiny_weights(c: &ModelConfig) -> Weights {
     let w = Weights::random(c, 7, &Device::Cpu).unwrap();
@@ -47,7 +38,7 @@ fn build(c: &ModelConfig, w: &Weights) -> Transformer {
 #[test]
 fn tiny_models_compute_the_cpus_logits_and_cache_on_the_gpu() {
     let gpu = gpu();
-    for arch in ARCHS {
+    for arch in Architecture::ALL {
         let c = ModelConfig::tiny(arch);
         let w = tiny_weights(&c);
         let (on_cpu, on_gpu) = (build(&c, &w), build(&c, &w.to(&gpu, DType::F32).unwrap()));
@@ -79,7 +70,7 @@ fn tiny_bf16_copies_get_every_gradient_on_the_gpu() {
         alpha: 8.0,
         targets: eva_engine::LORA_TARGETS.map(String::from).to_vec(),
     });
-    for arch in ARCHS {
+    for arch in Architecture::ALL {
         let c = ModelConfig::tiny(arch);
         let w = Weights::random(&c, 3, &Device::Cpu).unwrap().to(&gpu, DType::BF16).unwrap();
         for adaptation in [Adaptation::Full, lora.clone()] {

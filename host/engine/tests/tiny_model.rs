@@ -9,15 +9,6 @@ use eva_engine::{
     Adaptation, Architecture, Head, LoraConfig, ModelConfig, RopeScaling, TrainableModel, Transformer, Weights,
 };
 
-const ARCHS: [Architecture; 6] = [
-    Architecture::Llama,
-    Architecture::Qwen2,
-    Architecture::Qwen3,
-    Architecture::Gemma,
-    Architecture::Gemma2,
-    Architecture::Gemma3,
-];
-
 fn model(config: &ModelConfig, kernels: Kernels) -> Transformer {
     model_with(config, kernels, &mut |_, w, b| Ok(Linear::dense(w.clone(), b.cloned())))
 }
@@ -45,7 +36,7 @@ fn ids(rows: &[&[u32]]) -> Tensor {
 
 #[test]
 fn fused_and_differentiable_kernels_agree() {
-    for arch in ARCHS {
+    for arch in Architecture::ALL {
         let c = ModelConfig::tiny(arch);
         let x = ids(&[&[1, 5, 9, 33, 2, 60, 7]]);
         let a = model(&c, Kernels::Fused).forward(&x, None).unwrap();
@@ -85,7 +76,7 @@ fn readout_at_chosen_positions_matches_full_forwards_in_any_batching() {
 
 #[test]
 fn cached_decoding_matches_a_full_forward() {
-    for arch in ARCHS {
+    for arch in Architecture::ALL {
         let c = ModelConfig::tiny(arch);
         let m = model(&c, Kernels::Fused);
         let seq: [u32; 8] = [3, 14, 15, 9, 26, 5, 35, 8];
@@ -107,7 +98,7 @@ fn cached_decoding_matches_a_full_forward() {
 /// dropped, windows and soft caps crossed (every family).
 #[test]
 fn the_int8_decoder_matches_the_transformer_with_the_same_weights() {
-    for arch in ARCHS {
+    for arch in Architecture::ALL {
         let c = ModelConfig::tiny(arch);
         let m = model_with(&c, Kernels::Fused, &mut |_, w, b| {
             Linear::int8(w, b.cloned()).map_err(|source| eva_engine::Error::Tensor { step: "int8", source })
@@ -151,7 +142,7 @@ fn the_int8_decoder_matches_the_transformer_with_the_same_weights() {
 
 #[test]
 fn left_padded_rows_match_their_unpadded_runs() {
-    for arch in ARCHS {
+    for arch in Architecture::ALL {
         let c = ModelConfig::tiny(arch);
         let m = model(&c, Kernels::Fused);
         let short: [u32; 3] = [4, 8, 15];
@@ -190,7 +181,7 @@ fn seqs() -> Vec<Scored<'static>> {
 /// bf16 through the same graph).
 #[test]
 fn every_trainable_tensor_gets_a_gradient() {
-    for (arch, dtype) in ARCHS.into_iter().flat_map(|a| [(a, DType::F32), (a, DType::F16)]) {
+    for (arch, dtype) in Architecture::ALL.into_iter().flat_map(|a| [(a, DType::F32), (a, DType::F16)]) {
         let c = ModelConfig::tiny(arch);
         let w = Weights::random(&c, 3, &Device::Cpu).unwrap().to(&Device::Cpu, dtype).unwrap();
         let tm = TrainableModel::new(&c, &w, Adaptation::Full, 0).unwrap();
@@ -213,7 +204,7 @@ fn a_shared_prompt_scores_and_trains_like_separate_sequences() {
     // Prompt longer than gemma2/3's window of 3, completions of different lengths.
     let prompt: [u32; 5] = [2, 7, 1, 8, 28];
     let (chosen, rejected): ([u32; 4], [u32; 6]) = ([18, 28, 45, 9], [4, 5, 23, 53, 6, 0]);
-    for arch in ARCHS {
+    for arch in Architecture::ALL {
         let c = ModelConfig::tiny(arch);
         let w = Weights::random(&c, 13, &Device::Cpu).unwrap();
         // f64, so that any difference beyond rounding shows.
@@ -277,7 +268,7 @@ fn lora_trains_only_adapters_and_starts_at_the_base() {
 #[test]
 fn gradients_match_finite_differences() {
     // f64 end to end so that the central difference is exact to ~1e-8.
-    for arch in ARCHS {
+    for arch in Architecture::ALL {
         let c = ModelConfig::tiny(arch);
         let w = Weights::random(&c, 5, &Device::Cpu).unwrap();
         let f64s = w.tensors.into_iter().map(|(n, t)| (n, (t * 10.0).unwrap().to_dtype(DType::F64).unwrap()));
