@@ -100,7 +100,7 @@ fn a_saved_model_loads_again_and_computes_the_same() {
     let m = model();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("full");
-    let trainable = m.trainable(Adaptation::Full, 0, eva_engine::Precision::F32).unwrap();
+    let trainable = m.trainable(Adaptation::Full, 0).unwrap();
     trainable.save_hf(&out, Some(&m.tokenizer), m.chat_template.as_ref(), false).unwrap();
     for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
         assert!(out.join(f).is_file(), "{f} written");
@@ -120,7 +120,7 @@ fn a_saved_model_loads_again_and_computes_the_same() {
     assert!((a[0].sum - b[0].sum).abs() < 1e-4, "{} vs {}", a[0].sum, b[0].sum);
 
     // LoRA: merged into a full directory, or as a PEFT adapter.
-    let lora = m.trainable(Adaptation::Lora(LoraConfig::default()), 3, eva_engine::Precision::F32).unwrap();
+    let lora = m.trainable(Adaptation::Lora(LoraConfig::default()), 3).unwrap();
     lora.save_hf(&dir.path().join("adapter"), Some(&m.tokenizer), None, true).unwrap();
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("adapter/adapter_config.json")).unwrap())
@@ -165,7 +165,7 @@ fn wrong_files_get_errors_that_name_them() {
     // A saved directory, then broken in different ways.
     let m = model();
     let good = dir.path().join("good");
-    m.trainable(Adaptation::Lora(LoraConfig::default()), 0, eva_engine::Precision::F32)
+    m.trainable(Adaptation::Lora(LoraConfig::default()), 0)
         .unwrap()
         .save_hf(&good, Some(&m.tokenizer), None, false)
         .unwrap();

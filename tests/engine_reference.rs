@@ -188,7 +188,7 @@ fn trainable_path_agrees_with_the_inference_path() {
     let prompt = story_prompt(&model);
     let tokens = model.tokenizer.encode("Once upon a time, in a quiet workshop, a robot named Pix").unwrap();
     let fused = teacher_forced(&model.transformer, &prompt, &tokens);
-    let trainable = model.trainable(Adaptation::Full, 0, eva_engine::Precision::F32).unwrap();
+    let trainable = model.trainable(Adaptation::Full, 0).unwrap();
     let slow = teacher_forced(&trainable.model, &prompt, &tokens);
     let max_delta = fused.iter().flatten().zip(slow.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     println!("fused vs differentiable forward: max |Δlogit| = {max_delta:.2e}");

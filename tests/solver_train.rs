@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device};
 use eva::models::default_model;
-use eva_engine::{Adaptation, LanguageModel, LoraConfig, Precision, TrainableModel, WeightFormat};
+use eva_engine::{Adaptation, LanguageModel, LoraConfig, TrainableModel, WeightFormat};
 use eva_solver::{
     Decay, PreferenceLoss, PreferencePair, SolverConfig, StepMetrics, Text, TokenizedPair, Trainer, compute_reference,
     tokenize,
@@ -80,7 +80,7 @@ fn assert_learns(steps: &[StepMetrics]) {
 #[test]
 fn lora_dpo_lowers_the_loss_and_widens_the_margin() {
     let (model, pairs) = model_and_pairs();
-    let trainable = model.trainable(Adaptation::Lora(LoraConfig::default()), 0, Precision::F32).unwrap();
+    let trainable = model.trainable(Adaptation::Lora(LoraConfig::default()), 0).unwrap();
     let (steps, out) = train(&trainable, pairs, "f32");
     // Before any update the policy is the reference: loss ln 2, margin 0.
     assert!((steps[0].loss - std::f64::consts::LN_2).abs() < 1e-3, "{:?}", steps[0]);
@@ -100,7 +100,7 @@ fn lora_dpo_lowers_the_loss_and_widens_the_margin() {
 fn half_precision_lora_dpo_follows_f32() {
     let (model, pairs) = model_and_pairs();
     let lora = || Adaptation::Lora(LoraConfig::default());
-    let full = model.trainable(lora(), 0, Precision::F32).unwrap();
+    let full = model.trainable(lora(), 0).unwrap();
     let half_weights = model.weights.to(&Device::Cpu, DType::F16).unwrap();
     let half = TrainableModel::new(&model.transformer.config, &half_weights, lora(), 0).unwrap();
     assert!(half.params.iter().all(|(_, v)| v.dtype() == DType::F16));

@@ -115,7 +115,7 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
         ModelCommand::Generate(args) => generate(args),
         ModelCommand::Export { model, out } => {
             let m = model.load()?;
-            let full = m.trainable(eva_engine::Adaptation::Full, 0, eva_engine::Precision::F32)?;
+            let full = m.trainable(eva_engine::Adaptation::Full, 0)?;
             full.save_hf(&out, Some(&m.tokenizer), m.chat_template.as_ref(), false)
                 .with_context(|| format!("writing {}", out.display()))?;
             println!("{}", out.display());

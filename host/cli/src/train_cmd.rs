@@ -180,8 +180,9 @@ pub fn train_pairs(
         })
         .collect::<Result<Vec<_>>>()?;
     // Built first: a precision the device cannot train in is refused before any writing.
-    let trainable =
-        model.trainable(solver.adaptation(), solver.seed, solver.precision).context("building the trainable model")?;
+    let trainable = model
+        .trainable_in(solver.adaptation(), solver.seed, solver.precision)
+        .context("building the trainable model")?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     if config.loss.needs_reference() {
         // The reference is the policy before training in the f32 weights the solver

@@ -78,15 +78,8 @@ fn inference(formats: &[WeightFormat]) {
         // Prefill: a 480-token prompt, one forward.
         let long = long_prompt(&m, 480);
         let ids = Tensor::from_vec(long.clone(), (1, long.len()), &candle_core::Device::Cpu).unwrap();
-        let mut cache = eva_engine::model::KvCache::new(
-            &m.transformer.config,
-            1,
-            512,
-            vec![0],
-            candle_core::DType::F32,
-            &candle_core::Device::Cpu,
-        )
-        .unwrap();
+        let mut cache =
+            eva_engine::model::KvCache::new(&m.transformer.config, 1, 512, vec![0], &candle_core::Device::Cpu).unwrap();
         let s = Instant::now();
         m.transformer.forward(&ids, Some(&mut cache)).unwrap();
         let prefill = long.len() as f64 / s.elapsed().as_secs_f64();
@@ -157,7 +150,7 @@ fn train(adaptation: &str) {
         "full" => Adaptation::Full,
         _ => Adaptation::Lora(LoraConfig::default()),
     };
-    let tm = m.trainable(adapt, 0, eva_engine::Precision::F32).unwrap();
+    let tm = m.trainable(adapt, 0).unwrap();
     let prompt = long_prompt(&m, 128);
     let chosen = long_prompt(&m, 129)[1..].to_vec();
     let rejected: Vec<u32> = chosen.iter().rev().copied().collect();

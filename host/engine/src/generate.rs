@@ -124,7 +124,8 @@ impl Steps for CandleSteps<'_> {
             prompts.iter().flat_map(|p| std::iter::repeat_n(0, longest - p.len()).chain(p.iter().copied())).collect();
         let ids = Tensor::from_vec(ids, (prompts.len(), longest), device).step("prompt ids")?;
         let capacity = longest + max_new_tokens;
-        let mut cache = KvCache::new(&self.model.config, prompts.len(), capacity, pad, self.model.dtype(), device)?;
+        let mut cache =
+            KvCache::with_dtype(&self.model.config, prompts.len(), capacity, pad, self.model.dtype(), device)?;
         let logits = self.model.forward(&ids, Some(&mut cache))?;
         self.cache = Some(cache);
         read_logits(&logits)

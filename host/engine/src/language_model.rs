@@ -172,8 +172,13 @@ impl LanguageModel {
         sequence_logprobs(&self.transformer, seqs, 4096)
     }
 
+    /// An f32 trainable copy of this model's weights, on the model's device.
+    pub fn trainable(&self, adaptation: Adaptation, seed: u64) -> Result<TrainableModel> {
+        self.trainable_in(adaptation, seed, Precision::F32)
+    }
+
     /// A trainable copy of this model's weights, on the model's device, in `precision`.
-    pub fn trainable(&self, adaptation: Adaptation, seed: u64, precision: Precision) -> Result<TrainableModel> {
+    pub fn trainable_in(&self, adaptation: Adaptation, seed: u64, precision: Precision) -> Result<TrainableModel> {
         let (device, dtype) = (self.transformer.device(), precision.dtype());
         crate::device::check_dtype(device, dtype)?;
         let weights = match dtype {

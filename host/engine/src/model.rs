@@ -89,8 +89,13 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// Keys and values are kept in `dtype`, the model's own.
-    pub fn new(
+    /// An f32 cache.
+    pub fn new(config: &ModelConfig, batch: usize, capacity: usize, pad: Vec<usize>, device: &Device) -> Result<Self> {
+        Self::with_dtype(config, batch, capacity, pad, DType::F32, device)
+    }
+
+    /// A cache whose keys and values are kept in `dtype`, the model's own.
+    pub fn with_dtype(
         config: &ModelConfig,
         batch: usize,
         capacity: usize,

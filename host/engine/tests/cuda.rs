@@ -50,7 +50,7 @@ fn tiny_models_compute_the_cpus_logits_and_cache_on_the_gpu() {
         println!("{arch:?}: max |Δlogit| cpu vs cuda {diff:.2e} (largest logit {scale:.1})");
         assert!(diff <= 1e-4 * scale.max(1.0), "{arch:?}: {diff}");
         // Prefill four tokens into the GPU cache, then one more: the last full position's logits.
-        let mut cache = KvCache::new(&c, 2, 8, vec![0, 0], DType::F32, &gpu).unwrap();
+        let mut cache = KvCache::new(&c, 2, 8, vec![0, 0], &gpu).unwrap();
         on_gpu.forward(&ids(&gpu).narrow(1, 0, 4).unwrap(), Some(&mut cache)).unwrap();
         let step = on_gpu.forward(&ids(&gpu).narrow(1, 4, 1).unwrap(), Some(&mut cache)).unwrap();
         let full = a.narrow(1, 4, 1).unwrap().squeeze(1).unwrap();
@@ -152,8 +152,8 @@ fn bf16_copies_train_on_the_gpu_like_f32_on_the_cpu() {
     let rejected = cpu.tokenizer.encode_prompt("Maybe London, or Rome.").unwrap();
     let lora = Adaptation::Lora(LoraConfig { targets: vec!["q_proj".into(), "v_proj".into()], ..Default::default() });
     for adaptation in [lora, Adaptation::Full] {
-        let reference = cpu.trainable(adaptation.clone(), 0, Precision::F32).unwrap();
-        let half = gpu.trainable(adaptation.clone(), 0, Precision::Bf16).unwrap();
+        let reference = cpu.trainable(adaptation.clone(), 0).unwrap();
+        let half = gpu.trainable_in(adaptation.clone(), 0, Precision::Bf16).unwrap();
         assert!(half.params.iter().all(|(_, v)| v.dtype() == DType::BF16 && !v.device().is_cpu()));
         let sums =
             |m: &eva_engine::TrainableModel| shared_prompt_logprobs(&m.model, &prompt, &[&chosen, &rejected]).unwrap();

@@ -81,7 +81,7 @@ fn cached_decoding_matches_a_full_forward() {
         let m = model(&c, Kernels::Fused);
         let seq: [u32; 8] = [3, 14, 15, 9, 26, 5, 35, 8];
         let full = m.forward(&ids(&[&seq]), None).unwrap().squeeze(0).unwrap();
-        let mut cache = KvCache::new(&c, 1, 16, vec![0], DType::F32, &Device::Cpu).unwrap();
+        let mut cache = KvCache::new(&c, 1, 16, vec![0], &Device::Cpu).unwrap();
         // Prefill 5 tokens, then one at a time.
         let first = m.forward(&ids(&[&seq[..5]]), Some(&mut cache)).unwrap();
         assert!(max_diff(&first.squeeze(0).unwrap(), &full.get(4).unwrap()) < 1e-4);
@@ -148,12 +148,12 @@ fn left_padded_rows_match_their_unpadded_runs() {
         let short: [u32; 3] = [4, 8, 15];
         let long: [u32; 6] = [16, 23, 42, 4, 8, 15];
         let alone = |p: &[u32]| {
-            let mut cache = KvCache::new(&c, 1, 8, vec![0], DType::F32, &Device::Cpu).unwrap();
+            let mut cache = KvCache::new(&c, 1, 8, vec![0], &Device::Cpu).unwrap();
             let a = m.forward(&ids(&[p]), Some(&mut cache)).unwrap();
             let b = m.forward(&ids(&[&[11]]), Some(&mut cache)).unwrap();
             (a, b)
         };
-        let mut cache = KvCache::new(&c, 2, 8, vec![3, 0], DType::F32, &Device::Cpu).unwrap();
+        let mut cache = KvCache::new(&c, 2, 8, vec![3, 0], &Device::Cpu).unwrap();
         let padded: [u32; 6] = [0, 0, 0, 4, 8, 15];
         let pre = m.forward(&ids(&[&padded, &long]), Some(&mut cache)).unwrap();
         let step = m.forward(&ids(&[&[11], &[11]]), Some(&mut cache)).unwrap();
