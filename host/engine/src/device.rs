@@ -47,8 +47,8 @@ pub fn set_default(placement: Placement) {
     let _ = DEFAULT.set(placement);
 }
 
-/// The default device, opened on first use and shared afterwards: tensors of two
-/// separately opened GPUs contexts could not meet in one op.
+/// The default device, opened on first use and shared afterwards: tensors from two
+/// separately opened CUDA contexts could not meet in one op.
 pub fn default_device() -> Result<Device> {
     if let Some(device) = OPENED.get() {
         return Ok(device.clone());
