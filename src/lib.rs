@@ -28,10 +28,15 @@ pub const FIRST_PARTY: [&str; 5] = [
 ];
 
 /// Fixtures built for `wasm32-unknown-unknown`.
-pub const FIXTURES: [&str; 2] = ["eva-fixture-hostile-info", "eva-fixture-hostile-sampler"];
+pub const FIXTURES: [&str; 4] = [
+    "eva-fixture-hostile-info",
+    "eva-fixture-hostile-sampler",
+    "eva-fixture-hostile-evolver",
+    "eva-fixture-hostile-describe",
+];
 
 /// Fixtures that import WASI, built for `wasm32-wasip1`.
-pub const WASI_FIXTURES: [&str; 1] = ["eva-fixture-fs-probe"];
+pub const WASI_FIXTURES: [&str; 2] = ["eva-fixture-fs-probe", "eva-fixture-impostor"];
 
 /// The workspace root.
 pub fn workspace_root() -> &'static Path {

@@ -114,3 +114,105 @@ fn a_plugin_of_the_wrong_world_is_refused_by_role() {
         "plugin `weighted-sampler` is a sampler role plugin, but it was loaded as the info-metric role"
     );
 }
+
+/// A model for the evolver's `generate` that counts what it answers, each request taking
+/// `delay`.
+#[derive(Default)]
+struct CountingModel {
+    requests: std::sync::atomic::AtomicUsize,
+    delay: Duration,
+}
+
+impl eva_plugin_runtime::Generator for CountingModel {
+    fn complete(&self, requests: &[eva_plugin_runtime::GenerateRequest]) -> Result<Vec<String>, String> {
+        std::thread::sleep(self.delay * requests.len() as u32);
+        self.requests.fetch_add(requests.len(), std::sync::atomic::Ordering::Relaxed);
+        Ok(vec!["hi".into(); requests.len()])
+    }
+}
+
+fn hostile_evolver(mode: &str, edit: impl FnOnce(&mut eva_plugin_runtime::Limits)) -> eva_plugin_runtime::Evolver {
+    let mut options = with_config(&[("mode", mode)]);
+    edit(&mut options.limits);
+    eva_plugin_runtime::Evolver::new(load("eva-fixture-hostile-evolver", options)).unwrap()
+}
+
+fn evolve_error(
+    mode: &str,
+    edit: impl FnOnce(&mut eva_plugin_runtime::Limits),
+) -> (String, std::sync::Arc<CountingModel>) {
+    let model = std::sync::Arc::new(CountingModel::default());
+    let mut evolver = hostile_evolver(mode, edit);
+    let err = evolver.evolve(&[prompt("p", "Name a color.")], model.clone()).unwrap_err().to_string();
+    assert!(err.starts_with("plugin `hostile-evolver`"), "the error names the plugin: {err}");
+    (err, model)
+}
+
+#[test]
+fn evolved_prompts_are_capped_per_input_and_per_call() {
+    let (err, _) = evolve_error("many", |_| {});
+    assert!(err.ends_with("more than 32 evolved prompts from input 0 (`max-evolved-per-input`)"), "{err}");
+    let (err, _) = evolve_error("many", |l| (l.max_evolved_per_input, l.max_evolved_per_call) = (1000, 100));
+    assert!(
+        err.ends_with("1000 evolved prompts, more than the limit of 100 per call (`max-evolved-per-call`)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_huge_method_label_is_refused_and_quoted_briefly() {
+    let (err, _) = evolve_error("huge-method", |_| {});
+    assert!(err.len() < 300, "{} bytes of error", err.len());
+    assert!(err.contains("(8388608 bytes) is not one line of at most 256 bytes"), "{err}");
+}
+
+#[test]
+fn a_prompt_of_invisible_characters_is_refused() {
+    let (err, _) = evolve_error("invisible", |_| {});
+    assert!(err.ends_with("the last user message has no visible character"), "{err}");
+}
+
+#[test]
+fn an_oversized_generate_request_never_reaches_the_model() {
+    let (err, model) = evolve_error("huge-request", |_| {});
+    assert!(err.contains("more than the limit of 65536 (`generate-max-request-bytes`)"), "{err}");
+    assert_eq!(model.requests.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+#[test]
+fn host_time_spent_for_a_plugin_is_bounded_by_its_real_time_limit() {
+    let model = std::sync::Arc::new(CountingModel { delay: Duration::from_millis(100), ..CountingModel::default() });
+    let mut evolver = hostile_evolver("chatty", |l| {
+        (l.wall_timeout, l.generate_per_input) = (Duration::from_millis(350), 1000);
+    });
+    let started = Instant::now();
+    let err = evolver.evolve(&[prompt("p", "Name a color.")], model.clone()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Trap { kind: TrapKind::WallTimeout { limit }, .. } if *limit == Duration::from_millis(350)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("raise it with the plugin's `wall-timeout` limit"), "{err}");
+    let answered = model.requests.load(std::sync::atomic::Ordering::Relaxed);
+    assert!((3..=5).contains(&answered), "{answered} requests of 100 ms answered in a 350 ms limit");
+    assert!(started.elapsed() < Duration::from_secs(5), "stopped after {:?}", started.elapsed());
+}
+
+#[test]
+fn a_huge_description_is_refused_at_load_with_a_short_message() {
+    let err = engine()
+        .load(&eva::component("eva-fixture-hostile-describe"), PluginOptions::default())
+        .err()
+        .expect("refused");
+    let msg = err.to_string();
+    assert!(msg.len() < 300, "{} bytes of error", msg.len());
+    assert!(msg.contains("returned invalid output from `describe`: description `\\u{1b}[2J\\nfake line"), "{msg}");
+    assert!(msg.ends_with("(31457280 bytes) is longer than 4096 bytes"), "{msg}");
+}
+
+#[test]
+fn huge_finite_scores_pass_and_huge_rewards_are_refused_on_input() {
+    let mut info = hostile(PluginOptions::default());
+    assert_eq!(info.score(&rewards("huge", &[0.0, 1.0])).unwrap(), 1e308, "a finite info score is valid");
+    let err = info.score(&rewards("fine", &[0.0, -1e308])).unwrap_err().to_string();
+    assert!(err.ends_with("reward 1 is -1e308, beyond the bound of ±1e100 on rewards"), "{err}");
+}

@@ -49,3 +49,25 @@ fn a_grant_of_a_missing_directory_is_an_error_naming_it() {
     let err = engine().load(&eva::component("eva-fixture-fs-probe"), options).err().unwrap();
     assert!(err.to_string().contains("/no/such/dir"), "{err}");
 }
+
+/// WASI sleeps and clock waits move the plugin's own clock and return at once: a plugin
+/// cannot make the host wait on real time.
+#[test]
+fn a_plugin_sleeping_an_hour_returns_at_once() {
+    let mut info = probe(PluginOptions::default());
+    let started = std::time::Instant::now();
+    let slept = info.score(&rewards("sleep:3600", &[1.0])).unwrap();
+    assert!((3600.0..3601.0).contains(&slept), "the plugin's clock moved {slept} s");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "the host waited {:?}", started.elapsed());
+}
+
+#[test]
+fn a_plugin_sleeping_forever_meets_its_cpu_deadline() {
+    let mut options = PluginOptions::default();
+    options.limits.timeout = std::time::Duration::from_millis(300);
+    let mut info = probe(options);
+    let started = std::time::Instant::now();
+    let err = info.score(&rewards("sleep-forever", &[1.0])).unwrap_err();
+    assert!(matches!(err, Error::Trap { kind: eva_plugin_runtime::TrapKind::Timeout { .. }, .. }), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "stopped after {:?}", started.elapsed());
+}

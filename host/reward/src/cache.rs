@@ -92,10 +92,10 @@ impl Scorer {
                 )));
             }
             for (&i, &r) in chunk.iter().zip(&rewards) {
-                if !r.is_finite() {
+                if let Err(why) = eva_plugin_runtime::validate::reward_value(r) {
                     return Err(Error::Item {
                         index: i,
-                        reason: format!("{} gave the reward {r}, not a finite number", self.backend.describe()),
+                        reason: format!("{} gave the reward {r}, {why}", self.backend.describe()),
                     });
                 }
             }
@@ -114,7 +114,7 @@ mod tests {
     use super::*;
     use eva_engine::Message;
 
-    /// Rewards the answer's length; NaN for the answer `nan`.
+    /// Rewards the answer's length; NaN for the answer `nan`, 1e300 for `huge`.
     struct Length(usize);
 
     impl Reward for Length {
@@ -123,7 +123,12 @@ mod tests {
         }
         fn score(&mut self, items: &[RewardItem]) -> Result<Vec<f64>> {
             self.0 += items.len();
-            Ok(items.iter().map(|i| if i.response == "nan" { f64::NAN } else { i.response.len() as f64 }).collect())
+            let reward = |answer: &str| match answer {
+                "nan" => f64::NAN,
+                "huge" => 1e300,
+                _ => answer.len() as f64,
+            };
+            Ok(items.iter().map(|i| reward(&i.response)).collect())
         }
     }
 
@@ -149,6 +154,8 @@ mod tests {
         assert_eq!(err.to_string(), "item 1: the answer is empty");
         let err = s.score(&[item("p", "ok"), item("p", "ok"), item("p", "nan")], &mut |_| {}).unwrap_err();
         assert_eq!(err.to_string(), "item 2: length gave the reward NaN, not a finite number");
+        let err = s.score(&[item("p", "huge")], &mut |_| {}).unwrap_err();
+        assert!(err.to_string().ends_with("beyond the bound of ±1e100 on rewards"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,17 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::text::quote;
+
+/// The longest plugin name, config key or version, in bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+/// The longest plugin description, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 4096;
+/// The most config keys a plugin may declare.
+pub const MAX_CONFIG_FIELDS: usize = 128;
+/// The longest default value or description of one config key, in bytes.
+pub const MAX_FIELD_BYTES: usize = 1024;
+
 /// What a plugin says about itself.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Metadata {
@@ -67,7 +78,7 @@ pub enum RawValue {
 impl ConfigKind {
     /// Parse a value written as text (the command line, or a declared default).
     pub fn parse(self, text: &str) -> Result<ConfigValue, String> {
-        let bad = || format!("`{text}` is not a valid {self}");
+        let bad = || format!("{} is not a valid {self}", quote(text));
         Ok(match self {
             ConfigKind::Boolean => ConfigValue::Boolean(text.parse().map_err(|_| bad())?),
             ConfigKind::Integer => ConfigValue::Integer(text.parse().map_err(|_| bad())?),
@@ -95,27 +106,47 @@ impl ConfigKind {
 }
 
 impl Metadata {
-    /// Check what the plugin declared: a name, unique keys, defaults that parse.
+    /// Check what the plugin declared: a name, unique keys, defaults that parse, and
+    /// every string within its bound (a plugin controls them all; `inspect` prints them).
     pub fn check(&self) -> Result<(), String> {
         let name_ok = |s: &str| {
             !s.is_empty()
-                && s.len() <= 64
+                && s.len() <= MAX_NAME_BYTES
                 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        let bounded = |what: &str, s: &str, max: usize| {
+            if s.len() > max {
+                return Err(format!("{what} {} is longer than {max} bytes", quote(s)));
+            }
+            Ok(())
         };
         if !name_ok(&self.name) {
             return Err(format!(
-                "plugin name `{}` must be 1 to 64 characters of a-z, 0-9 and `-`",
-                self.name.escape_debug()
+                "plugin name {} must be 1 to {MAX_NAME_BYTES} characters of a-z, 0-9 and `-`",
+                quote(&self.name)
             ));
+        }
+        bounded("version", &self.version, MAX_NAME_BYTES)?;
+        if self.version.chars().any(char::is_control) {
+            return Err(format!("version {} has control characters", quote(&self.version)));
+        }
+        bounded("description", &self.description, MAX_DESCRIPTION_BYTES)?;
+        if self.config.len() > MAX_CONFIG_FIELDS {
+            return Err(format!("{} config keys declared, more than {MAX_CONFIG_FIELDS}", self.config.len()));
         }
         let mut seen = std::collections::HashSet::new();
         for field in &self.config {
             if !name_ok(&field.name) {
-                return Err(format!("config key `{}` is not kebab-case", field.name.escape_debug()));
+                return Err(format!(
+                    "config key {} is not kebab-case of at most {MAX_NAME_BYTES} bytes",
+                    quote(&field.name)
+                ));
             }
             if !seen.insert(&field.name) {
                 return Err(format!("config key `{}` is declared twice", field.name));
             }
+            bounded(&format!("the default of config key `{}`", field.name), &field.default_value, MAX_FIELD_BYTES)?;
+            bounded(&format!("the description of config key `{}`", field.name), &field.description, MAX_FIELD_BYTES)?;
             field
                 .kind
                 .parse(&field.default_value)
@@ -209,5 +240,32 @@ mod tests {
         bad = schema();
         bad.name = "Bad Name".into();
         assert!(bad.check().is_err());
+    }
+
+    #[test]
+    fn every_declared_string_is_bounded_and_quoted_briefly() {
+        let check = |edit: &dyn Fn(&mut Metadata)| {
+            let mut m = schema();
+            edit(&mut m);
+            m.check().unwrap_err()
+        };
+        let err = check(&|m| m.name = "n".repeat(10 << 20));
+        assert!(err.len() < 200 && err.contains("(10485760 bytes) must be 1 to 64 characters"), "{err}");
+        assert!(check(&|m| m.description = "d".repeat(30 << 20)).contains("longer than 4096 bytes"));
+        assert!(check(&|m| m.version = "1".repeat(65)).contains("version"));
+        assert!(check(&|m| m.version = "1.0\n[ERROR]".into()).contains("control characters"));
+        assert!(check(&|m| m.config[0].description = "x".repeat(2000)).contains("description of config key `metric`"));
+        assert!(check(&|m| m.config[0].default_value = "x".repeat(2000)).contains("default of config key `metric`"));
+        let err = check(&|m| {
+            m.config = (0..129)
+                .map(|i| ConfigField {
+                    name: format!("k{i}"),
+                    kind: ConfigKind::Text,
+                    default_value: String::new(),
+                    description: String::new(),
+                })
+                .collect()
+        });
+        assert_eq!(err, "129 config keys declared, more than 128");
     }
 }

@@ -3,6 +3,7 @@
 use crate::bindings::{info, pair, rate, types};
 use crate::config::{ConfigField, ConfigKind, ConfigValue, Metadata};
 use crate::error::ReportedError;
+use crate::text::{MAX_MESSAGE_BYTES, truncate};
 use crate::types::{ChatMessage, Evolved, Exchange, Preference, Prompt, PromptResponses, PromptRewards};
 
 pub(crate) fn message(m: &ChatMessage) -> types::Message {
@@ -87,10 +88,13 @@ pub(crate) fn config_pair(e: &types::ConfigEntry) -> (String, ConfigValue) {
     (e.key.clone(), value)
 }
 
+/// A plugin's own error, its message cut to [`MAX_MESSAGE_BYTES`]: it ends up in the
+/// terminal and the log.
 pub(crate) fn reported(e: types::PluginError) -> ReportedError {
+    let cut = |m| truncate(m, MAX_MESSAGE_BYTES);
     match e {
-        types::PluginError::InvalidInput(m) => ReportedError::InvalidInput(m),
-        types::PluginError::InvalidConfig(m) => ReportedError::InvalidConfig(m),
-        types::PluginError::Internal(m) => ReportedError::Internal(m),
+        types::PluginError::InvalidInput(m) => ReportedError::InvalidInput(cut(m)),
+        types::PluginError::InvalidConfig(m) => ReportedError::InvalidConfig(cut(m)),
+        types::PluginError::Internal(m) => ReportedError::Internal(cut(m)),
     }
 }

@@ -14,10 +14,8 @@ pub enum Error {
     #[error("{path} is not a valid WebAssembly component: {reason}")]
     NotAComponent { path: PathBuf, reason: String },
 
-    #[error(
-        "{path} exports no eva plugin role (expected one of eva:plugin/{{info,sample,evolve,pair}}); it exports: {exports}"
-    )]
-    NoRole { path: PathBuf, exports: String },
+    #[error("{path} exports no eva plugin role (expected one of {expected}); it exports: {exports}")]
+    NoRole { path: PathBuf, expected: String, exports: String },
 
     #[error("{path} exports several eva plugin roles ({roles}); a plugin must target exactly one world")]
     SeveralRoles { path: PathBuf, roles: String },
@@ -61,6 +59,11 @@ pub enum Error {
 pub enum TrapKind {
     #[error("exceeded its CPU deadline of {limit:?} (raise it with the plugin's `timeout` limit)")]
     Timeout { limit: Duration },
+    #[error(
+        "exceeded its real-time limit of {limit:?}, host calls included (raise it with the plugin's `wall-timeout` \
+         limit)"
+    )]
+    WallTimeout { limit: Duration },
     #[error("exceeded its memory limit of {limit} bytes (it asked for {requested} bytes)")]
     OutOfMemory { limit: usize, requested: usize },
     #[error("panicked: {message}")]

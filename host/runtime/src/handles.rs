@@ -113,8 +113,8 @@ impl Evolver {
             exports.evolve(store, instance)?.call_evolve(store, &input)
         })?;
         let evolved: Vec<Evolved> = evolved.into_iter().map(convert::evolved).collect();
-        let max_bytes = self.plugin.limits().max_prompt_bytes;
-        validate::evolved(&evolved, prompts.len(), max_bytes).map_err(|r| self.plugin.invalid_output("evolve", r))?;
+        validate::evolved(&evolved, prompts.len(), self.plugin.limits())
+            .map_err(|r| self.plugin.invalid_output("evolve", r))?;
         Ok(evolved)
     }
 }

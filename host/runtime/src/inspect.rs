@@ -4,6 +4,7 @@ use std::fmt;
 
 use crate::plugin::Plugin;
 use crate::role::WIT_PACKAGE;
+use crate::text::one_line;
 
 /// What `eva-host plugin inspect` prints.
 pub struct Inspection<'a>(pub &'a Plugin);
@@ -14,7 +15,8 @@ impl fmt::Display for Inspection<'_> {
         let m = p.metadata();
         let wit_version = p.wit_version();
         writeln!(f, "plugin:      {} {}", m.name, m.version)?;
-        writeln!(f, "description: {}", m.description)?;
+        // A plugin's strings are printed as single lines: no terminal escapes reach the screen.
+        writeln!(f, "description: {}", one_line(&m.description))?;
         writeln!(f, "role:        {} (exports {WIT_PACKAGE}/{})", p.role().world(), p.role().interface())?;
         writeln!(f, "wit:         {WIT_PACKAGE}@{wit_version}")?;
         writeln!(f, "sha256:      {}", p.digest())?;
@@ -30,7 +32,8 @@ impl fmt::Display for Inspection<'_> {
             writeln!(f, "  (none)")?;
         }
         for field in &m.config {
-            writeln!(f, "  {} ({}, default {}): {}", field.name, field.kind, field.default_value, field.description)?;
+            let (default, description) = (one_line(&field.default_value), one_line(&field.description));
+            writeln!(f, "  {} ({}, default {default}): {description}", field.name, field.kind)?;
         }
         Ok(())
     }

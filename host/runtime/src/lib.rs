@@ -31,6 +31,7 @@ mod limits;
 mod plugin;
 mod role;
 mod state;
+mod text;
 mod types;
 pub mod validate;
 

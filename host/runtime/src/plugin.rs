@@ -14,7 +14,7 @@ use crate::engine::PluginEngine;
 use crate::error::{Error, Result, TrapKind};
 use crate::limits::Limits;
 use crate::role::{self, Detected, InterfaceName, Role};
-use crate::state::{CallSetup, State};
+use crate::state::{CallSetup, Overrun, State};
 use crate::types::Generator;
 
 /// How a plugin is loaded: its limits, its configuration and what it may read.
@@ -70,6 +70,12 @@ impl Plugin {
         digest: String,
         options: impl FnOnce(&str) -> PluginOptions,
     ) -> Result<Plugin> {
+        Plugin::described(engine, component, path, digest)?.configured(options)
+    }
+
+    /// The plugin linked and described, not yet configured: it runs under the default
+    /// limits, with no settings and no grant.
+    pub(crate) fn described(engine: PluginEngine, component: Component, path: &Path, digest: String) -> Result<Plugin> {
         let inner = engine.inner();
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(&inner.engine).map(|(n, _)| n.to_owned()).collect();
@@ -77,7 +83,11 @@ impl Plugin {
         let role = match role::detect(exports.iter().map(String::as_str)) {
             Detected::Role(role) => role,
             Detected::None => {
-                return Err(Error::NoRole { path: path.to_owned(), exports: exports.join(", ") });
+                return Err(Error::NoRole {
+                    path: path.to_owned(),
+                    expected: role::expected_exports(),
+                    exports: exports.iter().map(|e| crate::text::quote(e)).collect::<Vec<_>>().join(", "),
+                });
             }
             Detected::Several(roles) => {
                 let roles: Vec<&str> = roles.iter().map(|r| r.world()).collect();
@@ -134,21 +144,26 @@ impl Plugin {
             reason,
         })?;
         plugin.name = metadata.name.as_str().into();
-        let options = options(&metadata.name);
+        plugin.metadata = metadata;
+        Ok(plugin)
+    }
+
+    /// Apply the options chosen by the plugin's declared name, and let the plugin check
+    /// its settings now, not in the middle of a run.
+    fn configured(mut self, options: impl FnOnce(&str) -> PluginOptions) -> Result<Plugin> {
+        let name = self.metadata.name.clone();
+        let options = options(&name);
         if let Some(dir) = &options.read_dir
             && !dir.is_dir()
         {
-            return Err(Error::Grant { plugin: metadata.name, dir: dir.clone(), reason: "not a directory".into() });
+            return Err(Error::Grant { plugin: name, dir: dir.clone(), reason: "not a directory".into() });
         }
-        (plugin.limits, plugin.read_dir) = (options.limits, options.read_dir);
-        let resolved = metadata
-            .resolve(&options.config)
-            .map_err(|reason| Error::Config { plugin: metadata.name.clone(), reason })?;
-        plugin.config = resolved.into_iter().map(crate::convert::config_entry).collect();
-        plugin.metadata = metadata;
-        // Let the plugin check its values now, not in the middle of a run.
-        plugin.call_raw("configure", None, true, |_, _, _| Ok(Ok(())))?;
-        Ok(plugin)
+        (self.limits, self.read_dir) = (options.limits, options.read_dir);
+        let resolved =
+            self.metadata.resolve(&options.config).map_err(|reason| Error::Config { plugin: name, reason })?;
+        self.config = resolved.into_iter().map(crate::convert::config_entry).collect();
+        self.call_raw("configure", None, true, |_, _, _| Ok(Ok(())))?;
+        Ok(self)
     }
 
     /// The name the plugin declares.
@@ -276,8 +291,11 @@ impl Plugin {
 
 /// Name what ended a call, from what the store saw and the trap wasmtime raised.
 fn classify(err: &wasmtime::Error, state: &State) -> TrapKind {
-    if state.timed_out {
-        return TrapKind::Timeout { limit: state.timeout() };
+    let limits = state.limits();
+    match state.overrun {
+        Some(Overrun::Cpu) => return TrapKind::Timeout { limit: limits.timeout },
+        Some(Overrun::Wall) => return TrapKind::WallTimeout { limit: limits.wall_timeout },
+        None => {}
     }
     if let Some(requested) = state.limiter.refused {
         return TrapKind::OutOfMemory { limit: state.limiter.limit, requested };
@@ -289,7 +307,7 @@ fn classify(err: &wasmtime::Error, state: &State) -> TrapKind {
                 .clone()
                 .unwrap_or_else(|| "the plugin aborted (reached `unreachable`) without logging a message".to_owned()),
         },
-        Some(Trap::Interrupt) => TrapKind::Timeout { limit: state.timeout() },
+        Some(Trap::Interrupt) => TrapKind::Timeout { limit: limits.timeout },
         Some(trap) => TrapKind::Other { message: trap.to_string() },
         None => TrapKind::Other { message: format!("{:#}", err.root_cause()) },
     }

@@ -60,6 +60,12 @@ impl fmt::Display for Role {
     }
 }
 
+/// The role interfaces a plugin may export, for messages: `eva:plugin/{info,...,rate}`.
+pub fn expected_exports() -> String {
+    let names: Vec<&str> = Role::ALL.iter().map(|r| r.interface()).collect();
+    format!("{WIT_PACKAGE}/{{{}}}", names.join(","))
+}
+
 /// One `eva:plugin/NAME@VERSION` name, split.
 #[derive(Debug, PartialEq, Eq)]
 pub struct InterfaceName<'a> {
@@ -137,6 +143,11 @@ mod tests {
     fn patch_versions_are_compatible_minor_versions_are_not() {
         assert_eq!(detect(["eva:plugin/info@0.1.7"]), Detected::Role(Role::InfoMetric));
         assert_eq!(detect(["eva:plugin/info@0.2.0"]), Detected::Unsupported { found: "0.2.0".into() });
+    }
+
+    #[test]
+    fn every_role_is_named_in_messages() {
+        assert_eq!(expected_exports(), "eva:plugin/{info,sample,evolve,pair,rate}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! logging, the seeded random source, `generate`, and a WASI context that grants nothing.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -11,6 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{generate, log, random, types};
 use crate::limits::Limits;
+use crate::text::{MAX_MESSAGE_BYTES, one_line, quote, truncate};
 use crate::types::{ChatMessage, GenerateRequest, Generator};
 
 /// Caps linear memory and tables, and remembers a refused growth so that the trap that
@@ -34,18 +36,32 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// The clock a WASI guest sees: it starts at zero and ticks one millisecond per read, so
-/// plugins cannot observe real time and runs stay reproducible.
-#[derive(Default)]
-struct TickingClock(std::sync::atomic::AtomicU64);
+/// The clock a WASI guest sees: it starts at zero, ticks one millisecond per read, and
+/// jumps forward when the guest sleeps (see [`crate::engine`]), so plugins can neither
+/// observe real time nor make the host wait on it, and runs stay reproducible.
+#[derive(Clone, Default)]
+pub(crate) struct FakeClock(Arc<AtomicU64>);
 
-impl TickingClock {
+impl FakeClock {
+    /// The time, then one millisecond more for the next read.
     fn tick(&self) -> u64 {
-        self.0.fetch_add(1_000_000, std::sync::atomic::Ordering::Relaxed)
+        self.advance(1_000_000)
+    }
+
+    /// Move the clock `nanos` forward (a sleep that returns at once); the time before.
+    pub(crate) fn advance(&self, nanos: u64) -> u64 {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| Some(t.saturating_add(nanos)))
+            .expect("the update always succeeds")
+    }
+
+    /// Move the clock forward to `instant` (nanoseconds), if it is not there yet.
+    pub(crate) fn advance_to(&self, instant: u64) {
+        self.0.fetch_max(instant, Ordering::Relaxed);
     }
 }
 
-impl wasmtime_wasi::HostMonotonicClock for TickingClock {
+impl wasmtime_wasi::HostMonotonicClock for FakeClock {
     fn resolution(&self) -> u64 {
         1_000_000
     }
@@ -54,7 +70,7 @@ impl wasmtime_wasi::HostMonotonicClock for TickingClock {
     }
 }
 
-impl wasmtime_wasi::HostWallClock for TickingClock {
+impl wasmtime_wasi::HostWallClock for FakeClock {
     fn resolution(&self) -> Duration {
         Duration::from_millis(1)
     }
@@ -63,24 +79,33 @@ impl wasmtime_wasi::HostWallClock for TickingClock {
     }
 }
 
+/// Which of a call's time limits ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Overrun {
+    /// The plugin's own CPU time.
+    Cpu,
+    /// Real time, host imports included.
+    Wall,
+}
+
 /// Everything a call needs, owned by its store.
 pub(crate) struct State {
     pub(crate) plugin: Arc<str>,
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
+    pub(crate) clock: FakeClock,
     pub(crate) limiter: MemoryLimiter,
     rng: StdRng,
     generator: Option<Arc<dyn Generator>>,
     generate_budget: u32,
-    generate_max_tokens: u32,
+    limits: Limits,
     log_records_left: u32,
     /// The last error-level record: the SDKs' panic hooks log the panic message there.
     pub(crate) last_error: Option<String>,
     call_start: Instant,
     /// Time spent in host imports, which the CPU deadline does not count.
     host_time: Duration,
-    timeout: Duration,
-    pub(crate) timed_out: bool,
+    pub(crate) overrun: Option<Overrun>,
 }
 
 /// How a store is set up for one call.
@@ -99,12 +124,13 @@ pub const GUEST_DATA_DIR: &str = "/data";
 impl State {
     pub(crate) fn new(setup: CallSetup<'_>) -> std::io::Result<State> {
         let mut wasi = WasiCtx::builder();
+        let clock = FakeClock::default();
         // Nothing is inherited: no args, env, stdio, network or real clocks.
         wasi.allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .wall_clock(TickingClock::default())
-            .monotonic_clock(TickingClock::default())
+            .wall_clock(clock.clone())
+            .monotonic_clock(clock.clone())
             .secure_random(StdRng::seed_from_u64(setup.seed ^ 0x5eed_0001))
             .insecure_random(StdRng::seed_from_u64(setup.seed ^ 0x5eed_0002))
             .insecure_random_seed(u128::from(setup.seed));
@@ -115,30 +141,35 @@ impl State {
             plugin: setup.plugin,
             wasi: wasi.build(),
             table: ResourceTable::new(),
+            clock,
             limiter: MemoryLimiter { limit: setup.limits.memory_bytes, refused: None },
             rng: StdRng::seed_from_u64(setup.seed),
             generator: setup.generator,
             generate_budget: setup.generate_budget,
-            generate_max_tokens: setup.limits.generate_max_tokens,
+            limits: setup.limits.clone(),
             log_records_left: setup.limits.max_log_records,
             last_error: None,
             call_start: Instant::now(),
             host_time: Duration::ZERO,
-            timeout: setup.limits.timeout,
-            timed_out: false,
+            overrun: None,
         })
     }
 
     /// Called on every epoch tick while guest code runs: whether the guest's own time
-    /// (wall time minus time in host imports) is still within the deadline.
+    /// (wall time minus time in host imports) and the call's real time are still within
+    /// their limits.
     pub(crate) fn within_deadline(&mut self) -> bool {
-        let guest = self.call_start.elapsed().saturating_sub(self.host_time);
-        self.timed_out = guest > self.timeout;
-        !self.timed_out
+        let wall = self.call_start.elapsed();
+        if wall > self.limits.wall_timeout {
+            self.overrun = Some(Overrun::Wall);
+        } else if wall.saturating_sub(self.host_time) > self.limits.timeout {
+            self.overrun = Some(Overrun::Cpu);
+        }
+        self.overrun.is_none()
     }
 
-    pub(crate) fn timeout(&self) -> Duration {
-        self.timeout
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
     }
 }
 
@@ -148,30 +179,18 @@ impl WasiView for State {
     }
 }
 
-/// Longest log message kept; longer ones are cut so a plugin cannot flood the log.
-const MAX_LOG_BYTES: usize = 4096;
-
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-    s
-}
-
 impl log::Host for State {
     fn write(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
         if self.log_records_left == 0 {
             return;
         }
         self.log_records_left -= 1;
-        let message = truncate(message, MAX_LOG_BYTES);
-        let fields =
-            truncate(fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "), MAX_LOG_BYTES);
+        // One record is one line: a plugin must not write lines that look like the host's.
+        let message = one_line(&truncate(message, MAX_MESSAGE_BYTES));
+        let fields = one_line(&truncate(
+            fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+            MAX_MESSAGE_BYTES,
+        ));
         let plugin = &*self.plugin;
         match level {
             log::Level::Trace => tracing::trace!(plugin, fields, "{message}"),
@@ -197,9 +216,24 @@ impl random::Host for State {
 
 impl types::Host for State {}
 
-fn check_request(r: &generate::Request) -> Result<(), String> {
+/// A request is checked, size first, before anything of it is tokenized.
+fn check_request(r: &generate::Request, limits: &Limits) -> Result<(), String> {
     if r.messages.is_empty() {
         return Err("a request has no messages".into());
+    }
+    if r.messages.len() > limits.generate_max_messages {
+        return Err(format!(
+            "a request has {} messages, more than the limit of {} (`generate-max-messages`)",
+            r.messages.len(),
+            limits.generate_max_messages
+        ));
+    }
+    let bytes: usize = r.messages.iter().map(|m| m.role.len() + m.content.len()).sum();
+    if bytes > limits.generate_max_request_bytes {
+        return Err(format!(
+            "a request has {bytes} bytes of messages, more than the limit of {} (`generate-max-request-bytes`)",
+            limits.generate_max_request_bytes
+        ));
     }
     if !(r.temperature.is_finite() && r.temperature >= 0.0) {
         return Err(format!("temperature {} is not a finite number >= 0", r.temperature));
@@ -208,7 +242,7 @@ fn check_request(r: &generate::Request) -> Result<(), String> {
         return Err(format!("top-p {} is not in (0, 1]", r.top_p));
     }
     if let Some(m) = r.messages.iter().find(|m| !matches!(m.role.as_str(), "system" | "user" | "assistant")) {
-        return Err(format!("unknown message role `{}`", m.role.escape_debug()));
+        return Err(format!("unknown message role {}", quote(&m.role)));
     }
     Ok(())
 }
@@ -222,14 +256,21 @@ impl generate::Host for State {
             return Err(generate::GenerateError::BudgetExhausted);
         }
         for r in &requests {
-            check_request(r).map_err(generate::GenerateError::InvalidRequest)?;
+            check_request(r, &self.limits).map_err(generate::GenerateError::InvalidRequest)?;
+        }
+        // Generation is host time the CPU deadline does not count; the wall limit does.
+        if !self.within_deadline() {
+            return Err(generate::GenerateError::Failed(format!(
+                "the call has used its real-time limit of {:?} (`wall-timeout`)",
+                self.limits.wall_timeout
+            )));
         }
         self.generate_budget -= requests.len() as u32;
         let requests: Vec<GenerateRequest> = requests
             .into_iter()
             .map(|r| GenerateRequest {
                 messages: r.messages.into_iter().map(|m| ChatMessage { role: m.role, content: m.content }).collect(),
-                max_tokens: r.max_tokens.min(self.generate_max_tokens),
+                max_tokens: r.max_tokens.min(self.limits.generate_max_tokens),
                 temperature: r.temperature,
                 top_p: r.top_p,
             })
@@ -259,15 +300,28 @@ mod tests {
     use super::*;
 
     fn state(limits: &Limits) -> State {
-        State::new(CallSetup {
-            plugin: "p".into(),
-            limits,
-            seed: 1,
-            read_dir: None,
-            generator: None,
-            generate_budget: 0,
-        })
-        .unwrap()
+        with_generator(limits, None)
+    }
+
+    fn with_generator(limits: &Limits, generator: Option<Arc<dyn Generator>>) -> State {
+        State::new(CallSetup { plugin: "p".into(), limits, seed: 1, read_dir: None, generator, generate_budget: 8 })
+            .unwrap()
+    }
+
+    /// A model that counts the requests it was asked to answer.
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl Generator for Counting {
+        fn complete(&self, requests: &[GenerateRequest]) -> Result<Vec<String>, String> {
+            self.0.fetch_add(requests.len(), Ordering::Relaxed);
+            Ok(vec!["ok".into(); requests.len()])
+        }
+    }
+
+    fn request(messages: usize, bytes_each: usize) -> generate::Request {
+        let m = types::Message { role: "user".into(), content: "x".repeat(bytes_each) };
+        generate::Request { messages: vec![m; messages], max_tokens: 8, temperature: 0.0, top_p: 1.0 }
     }
 
     #[test]
@@ -284,12 +338,6 @@ mod tests {
     }
 
     #[test]
-    fn long_messages_are_cut_on_a_char_boundary() {
-        let cut = truncate("é".repeat(10), 5);
-        assert_eq!(cut, "éé…");
-    }
-
-    #[test]
     fn generate_without_a_model_is_refused() {
         let mut s = state(&Limits::default());
         let req = generate::Request {
@@ -299,5 +347,50 @@ mod tests {
             top_p: 1.0,
         };
         assert!(matches!(generate::Host::complete(&mut s, vec![req]), Err(generate::GenerateError::Failed(_))));
+    }
+
+    #[test]
+    fn oversized_requests_never_reach_the_model() {
+        let model = Arc::new(Counting::default());
+        let limits = Limits { generate_max_request_bytes: 1000, generate_max_messages: 4, ..Limits::default() };
+        let mut s = with_generator(&limits, Some(model.clone()));
+        let mut refused = |r| match generate::Host::complete(&mut s, vec![r]) {
+            Err(generate::GenerateError::InvalidRequest(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(refused(request(1, 50 << 20)).contains("more than the limit of 1000 (`generate-max-request-bytes`)"));
+        assert!(refused(request(1_000_000, 0)).contains("1000000 messages, more than the limit of 4"));
+        assert_eq!(model.0.load(Ordering::Relaxed), 0);
+        assert_eq!(generate::Host::complete(&mut s, vec![request(4, 240)]).unwrap(), ["ok"]);
+        assert_eq!(generate::Host::budget_left(&mut s), 7, "refused requests cost no budget");
+    }
+
+    #[test]
+    fn generation_stops_when_the_wall_limit_is_spent() {
+        let model = Arc::new(Counting::default());
+        let limits = Limits { wall_timeout: Duration::ZERO, ..Limits::default() };
+        let mut s = with_generator(&limits, Some(model.clone()));
+        let err = generate::Host::complete(&mut s, vec![request(1, 2)]).unwrap_err();
+        assert!(matches!(&err, generate::GenerateError::Failed(m) if m.contains("`wall-timeout`")), "{err:?}");
+        assert_eq!(model.0.load(Ordering::Relaxed), 0);
+        assert_eq!(s.overrun, Some(Overrun::Wall));
+    }
+
+    #[test]
+    fn log_records_cannot_forge_lines() {
+        let mut s = state(&Limits::default());
+        log::Host::write(&mut s, log::Level::Error, "boom\nINFO host: all fine".into(), vec![]);
+        assert_eq!(s.last_error.as_deref(), Some("boom\\nINFO host: all fine"));
+    }
+
+    #[test]
+    fn sleeping_moves_the_fake_clock_only() {
+        let clock = FakeClock::default();
+        assert_eq!(clock.advance(3_600_000_000_000), 0);
+        assert_eq!(wasmtime_wasi::HostMonotonicClock::now(&clock), 3_600_000_000_000);
+        clock.advance_to(10);
+        assert_eq!(wasmtime_wasi::HostMonotonicClock::now(&clock), 3_600_001_000_000, "never backwards");
+        let _ = clock.advance(u64::MAX);
+        assert_eq!(wasmtime_wasi::HostMonotonicClock::now(&clock), u64::MAX, "saturates");
     }
 }

@@ -3,21 +3,57 @@
 
 use std::collections::HashSet;
 
+use crate::limits::Limits;
+pub use crate::text::has_visible;
+use crate::text::quote;
 use crate::types::{ChatMessage, Evolved, Preference, PromptResponses, PromptRewards};
+
+/// The largest magnitude of a reward, from any source: differences, sums and squares of
+/// rewards then stay finite, so no metric built on them overflows.
+pub const MAX_REWARD: f64 = 1e100;
+
+/// The longest `method` label of an evolved prompt, in bytes.
+pub const MAX_METHOD_BYTES: usize = 256;
 
 fn finite(what: &str, index: usize, v: f64) -> Result<(), String> {
     if v.is_finite() { Ok(()) } else { Err(format!("{what} {index} is {v}, not a finite number")) }
 }
 
+/// Whether `v` may be a reward: finite and within ±[`MAX_REWARD`]; the error says why not
+/// (`not a finite number`, ...), to follow the value in a message.
+pub fn reward_value(v: f64) -> Result<(), String> {
+    if !v.is_finite() {
+        Err("not a finite number".into())
+    } else if v.abs() > MAX_REWARD {
+        Err(format!("beyond the bound of ±{MAX_REWARD:e} on rewards"))
+    } else {
+        Ok(())
+    }
+}
+
+fn reward(what: &str, index: usize, v: f64) -> Result<(), String> {
+    reward_value(v).map_err(|why| format!("{what} {index} is {}, {why}", shown(v)))
+}
+
+/// A value as messages show it: huge ones in exponent form.
+fn shown(v: f64) -> String {
+    if v.is_finite() && v.abs() >= 1e16 { format!("{v:e}") } else { v.to_string() }
+}
+
+/// Whether a prompt's last message has text a reader can see (not only white space,
+/// control or zero-width characters).
+pub fn visible_prompt(text: &str) -> Result<(), String> {
+    if has_visible(text) { Ok(()) } else { Err("the last user message has no visible character".into()) }
+}
+
 fn roles(messages: &[ChatMessage]) -> Result<(), String> {
     if let Some(m) = messages.iter().find(|m| !matches!(m.role.as_str(), "system" | "user" | "assistant")) {
-        return Err(format!("unknown message role `{}`", m.role.escape_debug()));
+        return Err(format!("unknown message role {}", quote(&m.role)));
     }
     match messages.last() {
         None => Err("no messages".into()),
         Some(m) if m.role != "user" => Err(format!("the last message is from `{}`, not the user", m.role)),
-        Some(m) if m.content.trim().is_empty() => Err("the last user message is empty".into()),
-        Some(_) => Ok(()),
+        Some(m) => visible_prompt(&m.content),
     }
 }
 
@@ -36,7 +72,7 @@ pub fn prompt_rewards(items: &[PromptRewards]) -> Result<(), String> {
             ));
         }
         for (j, r) in item.rewards.iter().enumerate() {
-            finite(&format!("prompt {i} (`{id}`): reward"), j, *r)?;
+            reward(&format!("prompt {i} (`{id}`): reward"), j, *r)?;
         }
     }
     Ok(())
@@ -46,7 +82,7 @@ pub fn prompt_rewards(items: &[PromptRewards]) -> Result<(), String> {
 pub fn prompt_responses(items: &[PromptResponses]) -> Result<(), String> {
     for (i, item) in items.iter().enumerate() {
         for (j, r) in item.responses.iter().enumerate() {
-            finite(&format!("prompt {i} (`{}`): reward of response", item.prompt.id), j, r.reward)?;
+            reward(&format!("prompt {i} (`{}`): reward of response", item.prompt.id), j, r.reward)?;
         }
     }
     Ok(())
@@ -54,19 +90,21 @@ pub fn prompt_responses(items: &[PromptResponses]) -> Result<(), String> {
 
 /// One finite score per input.
 pub fn scores(scores: &[f64], expected: usize) -> Result<(), String> {
-    finite_list("score", "prompts", scores, expected)
+    count("score", "prompts", scores, expected)?;
+    scores.iter().enumerate().try_for_each(|(i, v)| finite("score", i, *v))
 }
 
-/// One finite reward per answer.
+/// One reward per answer, finite and within ±[`MAX_REWARD`].
 pub fn rewards(rewards: &[f64], expected: usize) -> Result<(), String> {
-    finite_list("reward", "answers", rewards, expected)
+    count("reward", "answers", rewards, expected)?;
+    rewards.iter().enumerate().try_for_each(|(i, v)| reward("reward", i, *v))
 }
 
-fn finite_list(what: &str, per: &str, values: &[f64], expected: usize) -> Result<(), String> {
+fn count(what: &str, per: &str, values: &[f64], expected: usize) -> Result<(), String> {
     if values.len() != expected {
         return Err(format!("{} {what}s for {expected} {per}", values.len()));
     }
-    values.iter().enumerate().try_for_each(|(i, v)| finite(what, i, *v))
+    Ok(())
 }
 
 /// Reward-plugin input: well-formed prompts and non-empty answers.
@@ -121,21 +159,51 @@ pub fn preferences(pairs: &[Vec<Preference>], items: &[PromptResponses]) -> Resu
     Ok(())
 }
 
-/// Evolved prompts: a valid parent, a conversation ending in a non-empty user message,
-/// no larger than `max_bytes`.
-pub fn evolved(evolved: &[Evolved], inputs: usize, max_bytes: usize) -> Result<(), String> {
+/// Evolved prompts: a valid parent, a conversation ending in a user message with visible
+/// text, within the limits on size and count, and a short one-line `method`.
+pub fn evolved(evolved: &[Evolved], inputs: usize, limits: &Limits) -> Result<(), String> {
+    if evolved.len() > limits.max_evolved_per_call {
+        return Err(format!(
+            "{} evolved prompts, more than the limit of {} per call (`max-evolved-per-call`)",
+            evolved.len(),
+            limits.max_evolved_per_call
+        ));
+    }
+    let mut per_input = vec![0usize; inputs];
     for (i, e) in evolved.iter().enumerate() {
         if e.parent as usize >= inputs {
             return Err(format!("evolved prompt {i}: parent {} is out of range for {inputs} prompts", e.parent));
         }
-        roles(&e.messages).map_err(|m| format!("evolved prompt {i} (parent {}): {m}", e.parent))?;
-        let bytes: usize = e.messages.iter().map(|m| m.content.len()).sum();
-        if bytes > max_bytes {
+        let made = &mut per_input[e.parent as usize];
+        *made += 1;
+        if *made > limits.max_evolved_per_input {
             return Err(format!(
-                "evolved prompt {i} (parent {}) has {bytes} bytes, more than the limit of {max_bytes}",
-                e.parent
+                "more than {} evolved prompts from input {} (`max-evolved-per-input`)",
+                limits.max_evolved_per_input, e.parent
             ));
         }
+        let at = format!("evolved prompt {i} (parent {})", e.parent);
+        if e.method.len() > MAX_METHOD_BYTES || e.method.chars().any(char::is_control) {
+            return Err(format!(
+                "{at}: method {} is not one line of at most {MAX_METHOD_BYTES} bytes",
+                quote(&e.method)
+            ));
+        }
+        if e.messages.len() > limits.max_prompt_messages {
+            return Err(format!(
+                "{at} has {} messages, more than the limit of {} (`max-prompt-messages`)",
+                e.messages.len(),
+                limits.max_prompt_messages
+            ));
+        }
+        let bytes: usize = e.messages.iter().map(|m| m.content.len()).sum();
+        if bytes > limits.max_prompt_bytes {
+            return Err(format!(
+                "{at} has {bytes} bytes, more than the limit of {} (`max-prompt-bytes`)",
+                limits.max_prompt_bytes
+            ));
+        }
+        roles(&e.messages).map_err(|m| format!("{at}: {m}"))?;
     }
     Ok(())
 }
@@ -192,10 +260,51 @@ mod tests {
     #[test]
     fn evolved_prompts_are_checked() {
         let e = |parent, text: &str| Evolved { parent, messages: vec![ChatMessage::user(text)], method: "m".into() };
-        assert!(evolved(&[e(0, "hi")], 1, 10).is_ok());
-        assert!(evolved(&[e(1, "hi")], 1, 10).unwrap_err().contains("parent 1 is out of range"));
-        assert!(evolved(&[e(0, "  ")], 1, 10).unwrap_err().contains("empty"));
-        assert!(evolved(&[e(0, "hello world")], 1, 10).unwrap_err().contains("11 bytes"));
+        let limits = Limits { max_prompt_bytes: 10, ..Limits::default() };
+        assert!(evolved(&[e(0, "hi")], 1, &limits).is_ok());
+        assert!(evolved(&[e(1, "hi")], 1, &limits).unwrap_err().contains("parent 1 is out of range"));
+        assert!(evolved(&[e(0, "  ")], 1, &limits).unwrap_err().contains("no visible character"));
+        assert!(evolved(&[e(0, "hello world")], 1, &limits).unwrap_err().contains("11 bytes"));
+    }
+
+    #[test]
+    fn evolved_prompts_are_counted_per_input_and_per_call() {
+        let e = |parent| Evolved { parent, messages: vec![ChatMessage::user("q")], method: "m".into() };
+        let limits = Limits { max_evolved_per_input: 2, max_evolved_per_call: 5, ..Limits::default() };
+        assert!(evolved(&[e(0), e(1), e(0), e(1)], 2, &limits).is_ok());
+        let err = evolved(&[e(0), e(1), e(0), e(0)], 2, &limits).unwrap_err();
+        assert_eq!(err, "more than 2 evolved prompts from input 0 (`max-evolved-per-input`)");
+        let err = evolved(&vec![e(0); 6], 1, &limits).unwrap_err();
+        assert_eq!(err, "6 evolved prompts, more than the limit of 5 per call (`max-evolved-per-call`)");
+    }
+
+    #[test]
+    fn methods_are_short_single_lines_and_quoted_briefly() {
+        let e = |method: String| Evolved { parent: 0, messages: vec![ChatMessage::user("q")], method };
+        let limits = Limits::default();
+        assert!(evolved(&[e("in-depth/add-constraints".into())], 1, &limits).is_ok());
+        let err = evolved(&[e("m".repeat(64 << 20))], 1, &limits).unwrap_err();
+        assert!(err.len() < 200 && err.contains("(67108864 bytes) is not one line of at most 256 bytes"), "{err}");
+        assert!(evolved(&[e("a\nb".into())], 1, &limits).unwrap_err().contains("`a\\nb`"));
+    }
+
+    #[test]
+    fn prompts_of_invisible_characters_are_refused() {
+        let e = |text: &str| Evolved { parent: 0, messages: vec![ChatMessage::user(text)], method: "m".into() };
+        for text in ["\u{200B}\u{200D}\u{FEFF}", "\u{7}\u{1}\t", "\u{2060}\u{E0020}"] {
+            let err = evolved(&[e(text)], 1, &Limits::default()).unwrap_err();
+            assert!(err.ends_with("the last user message has no visible character"), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn rewards_are_bounded() {
+        assert!(rewards(&[1e100, -1e100, 0.5], 3).is_ok());
+        assert_eq!(
+            rewards(&[0.0, -1e308], 2).unwrap_err(),
+            "reward 1 is -1e308, beyond the bound of ±1e100 on rewards"
+        );
+        assert!(scores(&[1e308], 1).is_ok(), "info scores need only be finite");
     }
 
     #[test]

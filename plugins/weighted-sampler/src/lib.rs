@@ -16,14 +16,15 @@ pub struct WeightedSampler {
     mode: Mode,
 }
 
-/// Min-max normalised weights; all equal when the scores are.
+/// Min-max normalised weights; all equal when the scores are. Any finite scores give
+/// finite weights: the range is taken over halves, which cannot overflow.
 pub fn normalised_weights(scores: &[f64]) -> Vec<f64> {
-    let lo = scores.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let lo = scores.iter().copied().fold(f64::INFINITY, f64::min) / 2.0;
+    let hi = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max) / 2.0;
     if hi - lo <= 0.0 {
         return vec![1.0; scores.len()];
     }
-    scores.iter().map(|s| (s - lo) / (hi - lo)).collect()
+    scores.iter().map(|s| (s / 2.0 - lo) / (hi - lo)).collect()
 }
 
 /// `count` distinct indices drawn without replacement with probability proportional to
@@ -151,6 +152,7 @@ mod tests {
     fn weights_are_min_max_normalised() {
         assert_eq!(normalised_weights(&[1.0, 3.0, 2.0]), vec![0.0, 1.0, 0.5]);
         assert_eq!(normalised_weights(&[2.0, 2.0]), vec![1.0, 1.0]);
+        assert_eq!(normalised_weights(&[f64::MAX, -f64::MAX, 0.0]), vec![1.0, 0.0, 0.5], "no overflow");
     }
 
     #[test]
