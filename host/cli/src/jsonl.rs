@@ -49,7 +49,9 @@ pub fn prompt_messages(fields: &Map<String, Value>) -> Result<Vec<Message>, Stri
     match messages.last() {
         None => Err("`messages` is empty".into()),
         Some(m) if m.role != "user" => Err(format!("the last message is from `{}`, not the user", m.role)),
-        Some(m) if m.content.trim().is_empty() => Err("the prompt is empty".into()),
+        Some(m) if !eva_plugin_runtime::validate::has_visible(&m.content) => {
+            Err("the prompt has no visible character (only white space, control or zero-width characters)".into())
+        }
         Some(_) => Ok(messages),
     }
 }
@@ -62,6 +64,8 @@ mod tests {
         serde_json::from_str(json).unwrap()
     }
 
+    const INVISIBLE: &str = "the prompt has no visible character (only white space, control or zero-width characters)";
+
     #[test]
     fn prompts_are_strings_or_chats() {
         assert_eq!(prompt_messages(&fields(r#"{"prompt": "hi"}"#)).unwrap(), [Message::new("user", "hi")]);
@@ -69,7 +73,8 @@ mod tests {
         assert_eq!(prompt_messages(&fields(chat)).unwrap().len(), 2);
         for (json, err) in [
             (r#"{"prompt": 3}"#, "`prompt` must be a string"),
-            (r#"{"prompt": "  "}"#, "the prompt is empty"),
+            (r#"{"prompt": "  "}"#, INVISIBLE),
+            (r#"{"prompt": "\u200b\u200d\ufeff\u0007"}"#, INVISIBLE),
             (r#"{"text": "hi"}"#, "has neither `prompt` nor `messages`"),
             (r#"{"messages": []}"#, "`messages` is empty"),
             (r#"{"messages": [{"role": "bot", "content": "x"}]}"#, "unknown message role `bot`"),

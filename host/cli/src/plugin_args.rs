@@ -116,10 +116,11 @@ impl PluginSettings {
         }
     }
 
-    /// Fail on settings for plugins that were not loaded: most likely a typo.
-    pub fn check_names<'a>(&self, loaded: impl IntoIterator<Item = &'a str> + Clone) -> Result<()> {
+    /// Fail on settings for plugins that were not loaded: most likely a typo. Settings of
+    /// `retired` plugins (replaced in a resumed run) are let be.
+    pub fn check_names<'a>(&self, loaded: impl IntoIterator<Item = &'a str> + Clone, retired: &[String]) -> Result<()> {
         let named = self.config.keys().chain(self.limits.keys()).chain(self.read_dirs.keys());
-        for name in named {
+        for name in named.filter(|n| !retired.contains(n)) {
             if !loaded.clone().into_iter().any(|l| l == name) {
                 let loaded: Vec<&str> = loaded.clone().into_iter().collect();
                 bail!(
@@ -155,9 +156,10 @@ mod tests {
         assert_eq!(regret.config["reward-max"], RawValue::Text("2".into()));
         assert_eq!(s.options("evol-instruct").read_dir, Some(PathBuf::from("/tmp")));
         assert_eq!(s.options("other").limits.timeout, Duration::from_secs(9));
-        assert!(s.check_names(["regret", "evol-instruct"]).is_ok());
-        let err = s.check_names(["regret"]).unwrap_err().to_string();
+        assert!(s.check_names(["regret", "evol-instruct"], &[]).is_ok());
+        let err = s.check_names(["regret"], &[]).unwrap_err().to_string();
         assert!(err.contains("plugin `evol-instruct`"), "{err}");
+        assert!(s.check_names(["regret"], &["evol-instruct".into()]).is_ok(), "a retired plugin's settings");
     }
 
     #[test]

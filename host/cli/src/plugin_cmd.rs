@@ -132,7 +132,7 @@ pub fn run(cmd: PluginCommand) -> Result<()> {
         PluginCommand::Inspect { source, plugins } => {
             let loader = plugins.loader()?;
             let plugin = loader.load(&source, false)?;
-            loader.check_names()?;
+            loader.check_names(&[])?;
             print!("{}", Inspection(&plugin));
             Ok(())
         }

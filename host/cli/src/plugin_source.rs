@@ -4,13 +4,14 @@
 //! requires them, and records each plugin's digest for the run's `plugins.lock`.
 
 use std::cell::{OnceCell, RefCell};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use eva_plugin_registry::signature::TrustedKeys;
 use eva_plugin_registry::{ClientOptions, LockedPlugin, PluginLock, PluginRef, Pulled, RegistryClient};
-use eva_plugin_runtime::{Plugin, PluginEngine};
+use eva_plugin_runtime::{Plugin, PluginEngine, PluginOptions, Role};
 
 use crate::plugin_args::PluginSettings;
 
@@ -73,6 +74,17 @@ pub struct PluginLoader {
     /// A lock to reproduce (`--plugin-lock`, or the run's own on `--resume`), and its file.
     pins: Option<(PluginLock, PathBuf)>,
     loaded: RefCell<Vec<LockedPlugin>>,
+    /// Plugin names and the source that declared each: settings and grants are given by
+    /// name, so a name belongs to one plugin.
+    claims: RefCell<BTreeMap<String, String>>,
+}
+
+/// A plugin's bytes, from a file or a registry, and where they came from.
+struct Fetched {
+    bytes: Vec<u8>,
+    origin: PathBuf,
+    pinned_at: String,
+    signed_by: Option<String>,
 }
 
 impl PluginLoader {
@@ -85,6 +97,7 @@ impl PluginLoader {
             trusted,
             pins: None,
             loaded: RefCell::new(vec![]),
+            claims: RefCell::new(BTreeMap::new()),
         })
     }
 
@@ -113,17 +126,20 @@ impl PluginLoader {
         Ok((pulled, Some(key)))
     }
 
-    /// Load one plugin given by the user; `trusted_source` exempts eva's own first-party
-    /// plugins (built from its source tree) from `--require-signed`.
-    pub fn load(&self, source: &PluginSource, trusted_source: bool) -> Result<Plugin> {
+    /// The lock's entry for `source`, when loading to a lock.
+    fn pinned(&self, source: &str) -> Option<&LockedPlugin> {
+        self.pins.as_ref().and_then(|(lock, _)| lock.plugins.iter().find(|p| p.source == source))
+    }
+
+    /// The bytes of a plugin; `trusted_source` exempts eva's own first-party plugins
+    /// (built from its source tree) from `--require-signed`.
+    fn fetch(&self, source: &PluginSource, trusted_source: bool) -> Result<Fetched> {
         let text = source.to_string();
-        let pinned = self.pins.as_ref().and_then(|(lock, _)| lock.plugins.iter().find(|p| p.source == text));
-        let from = match pinned {
+        let from = match self.pinned(&text) {
             Some(p) => p.pinned.parse().with_context(|| format!("the lock's entry for {text}"))?,
             None => source.clone(),
         };
-        let options = |name: &str| self.settings.options(name);
-        let (plugin, pinned_at, signed_by) = match &from {
+        match &from {
             PluginSource::File(path) => {
                 if !self.trusted.is_empty() && !trusted_source {
                     bail!(
@@ -132,26 +148,70 @@ impl PluginLoader {
                         path.display()
                     );
                 }
-                let plugin = self.engine.load_with(path, options)?;
+                let bytes =
+                    std::fs::read(path).with_context(|| format!("cannot read plugin file {}", path.display()))?;
                 let at = std::path::absolute(path).unwrap_or_else(|_| path.clone());
-                (plugin, at.display().to_string(), None)
+                Ok(Fetched { bytes, origin: path.clone(), pinned_at: at.display().to_string(), signed_by: None })
             }
             PluginSource::Oci(reference) => {
                 let (pulled, signed_by) = self.pull(reference)?;
-                let plugin = self.engine.load_bytes_with(&pulled.component, Path::new(&text), options)?;
-                (plugin, pulled.pinned.to_string(), signed_by)
+                Ok(Fetched {
+                    bytes: pulled.component,
+                    origin: PathBuf::from(&text),
+                    pinned_at: pulled.pinned.to_string(),
+                    signed_by,
+                })
             }
-        };
+        }
+    }
+
+    /// The role and declared name of a plugin, from `describe` alone: nothing of the
+    /// user's settings or grants reaches it.
+    pub fn describe(&self, source: &PluginSource, trusted_source: bool) -> Result<(Role, String)> {
+        let fetched = self.fetch(source, trusted_source)?;
+        let (role, metadata) = self.engine.describe(&fetched.bytes, &fetched.origin)?;
+        Ok((role, metadata.name))
+    }
+
+    /// Claim `name` for `source` before any plugin is configured: a plugin that declares a
+    /// name another source declares is refused, so it never receives that plugin's
+    /// settings, limits or directory.
+    pub fn claim(&self, name: &str, source: &str) -> Result<()> {
+        let mut claims = self.claims.borrow_mut();
+        match claims.get(name) {
+            Some(other) if other != source => bail!(
+                "two plugins declare the name `{name}`: {other} and {source}. Names must be unique: settings \
+                 and grants (--plugin-config, --plugin-allow-read, [NAME.limits]) are given by name"
+            ),
+            Some(_) => Ok(()),
+            None => {
+                claims.insert(name.to_owned(), source.to_owned());
+                Ok(())
+            }
+        }
+    }
+
+    /// Load one plugin given by the user; `trusted_source` exempts eva's own first-party
+    /// plugins (built from its source tree) from `--require-signed`.
+    pub fn load(&self, source: &PluginSource, trusted_source: bool) -> Result<Plugin> {
+        let text = source.to_string();
+        let fetched = self.fetch(source, trusted_source)?;
+        // A name claimed by another source gets nothing of that plugin's: no settings,
+        // no limits, no grant.
+        let taken = |name: &str| self.claims.borrow().get(name).is_some_and(|s| *s != text);
+        let options = |name: &str| if taken(name) { PluginOptions::default() } else { self.settings.options(name) };
+        let plugin = self.engine.load_bytes_with(&fetched.bytes, &fetched.origin, options)?;
+        self.claim(plugin.name(), &text)?;
         let entry = LockedPlugin {
             role: plugin.role().world().to_owned(),
             name: plugin.name().to_owned(),
             version: plugin.metadata().version.clone(),
             source: text,
-            pinned: pinned_at,
+            pinned: fetched.pinned_at,
             digest: format!("sha256:{}", plugin.digest()),
-            signed_by,
+            signed_by: fetched.signed_by,
         };
-        if let Some(p) = pinned
+        if let Some(p) = self.pinned(&entry.source)
             && p.digest != entry.digest
         {
             bail!(
@@ -193,9 +253,10 @@ impl PluginLoader {
         Ok(lock)
     }
 
-    /// Fail on settings that name no loaded plugin: most likely a typo.
-    pub fn check_names(&self) -> Result<()> {
+    /// Fail on settings that name no loaded plugin (most likely a typo), but those of
+    /// `retired` plugins.
+    pub fn check_names(&self, retired: &[String]) -> Result<()> {
         let loaded = self.loaded.borrow();
-        self.settings.check_names(loaded.iter().map(|p| p.name.as_str()))
+        self.settings.check_names(loaded.iter().map(|p| p.name.as_str()), retired)
     }
 }

@@ -116,7 +116,7 @@ fn load(dir: &Path) -> Result<Vec<Iteration>> {
 }
 
 fn mean(xs: &[f64]) -> f64 {
-    if xs.is_empty() { f64::NAN } else { xs.iter().sum::<f64>() / xs.len() as f64 }
+    crate::numbers::mean(xs).unwrap_or(f64::NAN)
 }
 
 /// The q-quantile of `xs`, linearly interpolated.
@@ -128,7 +128,9 @@ fn quantile(xs: &[f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     let at = q * (v.len() - 1) as f64;
     let (i, frac) = (at.floor() as usize, at.fract());
-    v[i] + (v[(i + 1).min(v.len() - 1)] - v[i]) * frac
+    // A weighted sum, not v[i] + (v[i+1] - v[i]) * frac: the difference of two huge
+    // values of opposite signs overflows.
+    v[i] * (1.0 - frac) + v[(i + 1).min(v.len() - 1)] * frac
 }
 
 fn words(p: &PromptRecord) -> f64 {
@@ -353,9 +355,9 @@ mod tests {
         IterationSummary {
             iteration,
             prompts: 3,
-            mean_reward: 0.5,
-            info_mean: 0.2,
-            info_max: 0.4,
+            mean_reward: Some(0.5),
+            info_mean: Some(0.2),
+            info_max: Some(0.4),
             selected: 1,
             evolved: 2,
             kept: 1,

@@ -72,7 +72,7 @@ impl ScoringArgs {
     pub fn scorer(&self) -> Result<Scorer> {
         let loader = self.plugins.loader()?;
         let scorer = self.reward.scorer(&loader)?;
-        loader.check_names()?;
+        loader.check_names(&[])?;
         Ok(scorer)
     }
 }

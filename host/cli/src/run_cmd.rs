@@ -25,6 +25,7 @@ use rand::{SeedableRng, seq::SliceRandom};
 use serde::{Deserialize, Serialize};
 
 use crate::answering;
+use crate::numbers::mean;
 use crate::plugin_args::PluginArgs;
 use crate::plugin_source::{PluginLoader, PluginSource};
 use crate::reward_args::RewardArgs;
@@ -95,8 +96,18 @@ pub struct RunArgs {
     #[arg(long)]
     out: PathBuf,
     /// Continue the run in OUT after its last finished phase, with its saved config.
+    /// Other flags are refused, unless --reconfigure or --replace says they change the run.
     #[arg(long)]
     resume: bool,
+    /// With --resume: the loop and plugin flags given (and the keys of --config) replace the
+    /// saved ones for every phase not finished yet; the change is recorded in config.toml.
+    #[arg(long, requires = "resume")]
+    reconfigure: bool,
+    /// With --resume: run the phases not finished yet with another plugin for ROLE
+    /// (info-metric, sampler, evolver, pairing, reward), for example after a plugin failed;
+    /// recorded in config.toml and plugins.lock (repeatable).
+    #[arg(long, value_name = "ROLE=FILE.wasm|oci://REF", requires = "resume")]
+    replace: Vec<Replacement>,
     /// A TOML file of loop settings (any flag below, by name); flags override it.
     #[arg(long = "config", value_name = "FILE")]
     settings_file: Option<PathBuf>,
@@ -138,6 +149,46 @@ struct RunConfig {
     #[serde(default)]
     plugin_args: PluginArgs,
     settings: LoopSettings,
+    /// What `--resume --reconfigure` and `--resume --replace` changed, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    changes: Vec<ConfigChange>,
+}
+
+/// One recorded change of a run's configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ConfigChange {
+    /// The first phase that ran with it (`iter-T/PHASE`).
+    from: String,
+    /// The settings whose values changed, `key: old -> new`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    settings: Vec<String>,
+    /// The plugins replaced, `role: old -> new`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    plugins: Vec<String>,
+    /// The names of the plugins replaced (and not loaded under the same name): settings
+    /// that name them stay, unused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    retired: Vec<String>,
+}
+
+/// `--replace ROLE=SOURCE`.
+#[derive(Debug, Clone)]
+struct Replacement {
+    role: Role,
+    source: PluginSource,
+}
+
+impl std::str::FromStr for Replacement {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (role, source) = s.split_once('=').ok_or("expected ROLE=FILE.wasm|oci://REF")?;
+        let worlds: Vec<&str> = Role::ALL.iter().map(|r| r.world()).collect();
+        let role = Role::ALL
+            .into_iter()
+            .find(|r| r.world() == role)
+            .ok_or_else(|| format!("unknown role `{role}` (one of {})", worlds.join(", ")))?;
+        Ok(Replacement { role, source: source.parse().map_err(|e| format!("{e}"))? })
+    }
 }
 
 /// The models of a finished or partly finished run.
@@ -157,12 +208,33 @@ pub fn trained_models(dir: &Path) -> Result<Option<TrainedModels>> {
     let text = std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
     let config: RunConfig = toml::from_str(&text).with_context(|| format!("{} is damaged", config_path.display()))?;
     let store = RunStore { dir: dir.to_owned() };
-    let last = (1..=config.settings.iterations)
-        .map(|t| store.iteration(t).join("model"))
-        .filter(|m| m.is_dir())
-        .next_back()
-        .with_context(|| format!("{}: no iteration has finished training yet", dir.display()))?;
+    let summaries: Vec<IterationSummary> = store.read(&dir.join("metrics.jsonl"))?.unwrap_or_default();
+    let mut last = None;
+    for m in &summaries {
+        last = trained_model(&store, m)?.or(last);
+    }
+    let last = last.with_context(|| format!("{}: no iteration has finished training yet", dir.display()))?;
     Ok(Some(TrainedModels { last, base: config.model }))
+}
+
+/// The model a finished iteration trained, `None` when it had no pairs to train on; an
+/// error naming the directory when it trained one that is gone: never another model in
+/// its place.
+fn trained_model(store: &RunStore, m: &IterationSummary) -> Result<Option<PathBuf>> {
+    let model = store.iteration(m.iteration).join("model");
+    if m.pairs == 0 {
+        return Ok(None);
+    }
+    if !model.join("config.json").is_file() {
+        bail!(
+            "{} is missing or incomplete: iteration {} trained it on {} pairs, and what comes after it starts \
+             from it. Restore it from a copy of the run; eva does not put another model in its place",
+            model.display(),
+            m.iteration,
+            m.pairs
+        );
+    }
+    Ok(Some(model))
 }
 
 /// The first-party plugins, by role.
@@ -173,22 +245,144 @@ const DEFAULT_PLUGINS: [(Role, &str); 4] = [
     (Role::Pairing, "eva-plugin-max-min-pairing"),
 ];
 
-/// `settings` with the keys of `file` filled in wherever the flag was not given.
-fn resolve(settings: &LoopSettings, file: &Path, matches: &ArgMatches) -> Result<LoopSettings> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
-    let mut json = serde_json::to_value(settings).expect("settings serialize");
+/// `base` with the keys of `file` and then the flags given on the command line (taken
+/// from `given`) put over it: a flag wins over the file, the file over `base`.
+fn overlay(
+    base: &LoopSettings,
+    file: Option<&Path>,
+    given: &LoopSettings,
+    matches: &ArgMatches,
+) -> Result<LoopSettings> {
+    let mut json = serde_json::to_value(base).expect("settings serialize");
     let map = json.as_object_mut().expect("a map");
-    for (key, value) in table {
-        let id = key.replace('-', "_");
-        if !map.contains_key(&id) {
-            bail!("{}: unknown setting `{key}` (see eva-host run --help)", file.display());
-        }
-        if matches.value_source(&id) != Some(ValueSource::CommandLine) {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+        for (key, value) in table {
+            let id = key.replace('-', "_");
+            if !map.contains_key(&id) {
+                bail!("{}: unknown setting `{key}` (see eva-host run --help)", file.display());
+            }
             map.insert(id, serde_json::to_value(value).expect("toml to json"));
         }
     }
-    serde_json::from_value(json).with_context(|| format!("{}: a setting has the wrong type", file.display()))
+    let given = serde_json::to_value(given).expect("settings serialize");
+    for (id, value) in map.iter_mut() {
+        if on_command_line(matches, id) {
+            *value = given[id].clone();
+        }
+    }
+    let where_ = file.map_or("the flags".to_owned(), |f| f.display().to_string());
+    serde_json::from_value(json).with_context(|| format!("{where_}: a setting has the wrong type"))
+}
+
+fn on_command_line(matches: &ArgMatches, id: &str) -> bool {
+    matches.value_source(id) == Some(ValueSource::CommandLine)
+}
+
+/// The keys of a flattened flag struct, which are its flags' ids.
+fn keys_of(value: &impl Serialize) -> Vec<String> {
+    serde_json::to_value(value).expect("flags serialize").as_object().expect("a map").keys().cloned().collect()
+}
+
+/// `key: old -> new` for every key whose value differs.
+fn differences(old: &impl Serialize, new: &impl Serialize, prefix: &str) -> Vec<String> {
+    let (old, new) = (serde_json::to_value(old).expect("serializes"), serde_json::to_value(new).expect("serializes"));
+    let (old, new) = (old.as_object().expect("a map"), new.as_object().expect("a map"));
+    new.iter()
+        .filter(|(k, v)| old.get(*k) != Some(v))
+        .map(|(k, v)| {
+            format!("{prefix}{}: {} -> {v}", k.replace('_', "-"), old.get(k).unwrap_or(&serde_json::Value::Null))
+        })
+        .collect()
+}
+
+/// The saved configuration of a run being resumed, with what `--reconfigure` changes;
+/// every other flag that the saved configuration fixes is refused, never ignored.
+/// Returns the settings that changed.
+fn resumed(saved: RunConfig, args: &RunArgs, matches: &ArgMatches) -> Result<(RunConfig, Vec<String>)> {
+    let fixed = [
+        ("prompts", "--prompts"),
+        ("model", "--model"),
+        ("plugins", "--plugin"),
+        ("plugin_lock", "--plugin-lock"),
+        ("plugins_dir", "--plugins-dir"),
+    ];
+    if let Some((id, flag)) = fixed.iter().find(|(id, _)| on_command_line(matches, id)) {
+        let hint = if *id == "plugins" { "; to run the rest with another plugin, use --replace ROLE=FILE" } else { "" };
+        bail!("{flag} cannot change on --resume: the run's config.toml fixes it{hint}");
+    }
+    let settings_keys = keys_of(&saved.settings);
+    let plugin_keys = keys_of(&saved.plugin_args);
+    let given: Vec<&String> =
+        settings_keys.iter().chain(&plugin_keys).filter(|id| on_command_line(matches, id)).collect();
+    if !args.reconfigure {
+        if let Some(id) = given.first() {
+            bail!(
+                "--{} is given with --resume, which runs with the settings in config.toml: add --reconfigure to \
+                 change them for the phases not finished yet",
+                id.replace('_', "-")
+            );
+        }
+        if args.settings_file.is_some() {
+            bail!("--config is given with --resume: add --reconfigure to apply it to the phases not finished yet");
+        }
+        return Ok((saved, vec![]));
+    }
+    let mut config = saved;
+    let settings = overlay(&config.settings, args.settings_file.as_deref(), &args.settings, matches)?;
+    let mut plugin_args = config.plugin_args.clone();
+    let new = &args.plugin_args;
+    let given = |id: &str| on_command_line(matches, id);
+    // Lists add to what the run had (a later `--plugin-config` of a key wins); values replace it.
+    if given("config") {
+        plugin_args.config.extend(new.config.iter().cloned());
+    }
+    if given("allow_read") {
+        plugin_args.allow_read.extend(new.allow_read.iter().cloned());
+    }
+    if given("require_signed") {
+        plugin_args.require_signed.extend(new.require_signed.iter().cloned());
+    }
+    if given("insecure_registries") {
+        plugin_args.insecure_registries.extend(new.insecure_registries.iter().cloned());
+    }
+    if given("config_file") {
+        plugin_args.config_file = new.config_file.clone();
+    }
+    if given("timeout") {
+        plugin_args.timeout = new.timeout;
+    }
+    if given("memory_mib") {
+        plugin_args.memory_mib = new.memory_mib;
+    }
+    let mut changed = differences(&config.settings, &settings, "");
+    changed.extend(differences(&config.plugin_args, &plugin_args, "plugin "));
+    (config.settings, config.plugin_args) = (settings, plugin_args);
+    Ok((config, changed))
+}
+
+fn write_config(path: &Path, config: &RunConfig) -> Result<()> {
+    let text = toml::to_string(config).context("writing the config")?;
+    eva_engine::atomic::write_file(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The first phase a resumed run will compute, as `iter-T/PHASE`.
+fn next_phase(store: &RunStore, s: &LoopSettings, summaries: &[IterationSummary]) -> String {
+    let t = (1..).find(|t| !summaries.iter().any(|m| m.iteration == *t)).expect("a finite run");
+    let dir = store.iteration(t);
+    let phases = [
+        ("respond+score", "answers.jsonl", true),
+        ("info", "info.jsonl", !s.no_evolve),
+        ("select", "selected.jsonl", !s.no_evolve),
+        ("evolve", "evolved.jsonl", !s.no_evolve),
+        ("mix", "prompts-next.jsonl", true),
+        ("solve respond+score", "solve-answers.jsonl", true),
+        ("pair", "pairs.jsonl", true),
+        ("train", "model", true),
+    ];
+    let phase = phases.iter().find(|(_, file, runs)| *runs && !dir.join(file).exists()).map_or("train", |p| p.0);
+    format!("iter-{t}/{phase}")
 }
 
 fn to_plugin_prompt(p: &PromptRecord) -> Prompt {
@@ -198,27 +392,98 @@ fn to_plugin_prompt(p: &PromptRecord) -> Prompt {
     }
 }
 
-/// The plugins of the run: the user's, by role, else the first-party ones (built from the
-/// source tree into `dir` when missing).
-fn load_plugins(user: &[PluginSource], dir: &Path, loader: &PluginLoader) -> Result<HashMap<Role, Plugin>> {
-    let mut by_role = HashMap::new();
-    for source in user {
-        let plugin = loader.load(source, false)?;
-        if let Some(other) = by_role.insert(plugin.role(), plugin) {
-            bail!("two plugins for the {}: {} and {source}", other.role(), other.path().display());
+/// The plugins of the run, by role: the user's (a `--replace` in place of the one of its
+/// role), else the first-party ones (built from the source tree into the plugins
+/// directory when missing). Every name is claimed before any plugin is configured.
+/// `config` is updated to the sources in effect.
+fn load_plugins(config: &mut RunConfig, replace: &[Replacement], loader: &PluginLoader) -> Result<Loaded> {
+    let mut chosen: Vec<(Role, PluginSource, bool)> = vec![];
+    let mut names: Vec<(String, String)> = vec![];
+    let mut replaced = vec![];
+    // `described` is what `loader.describe` said of `source`.
+    let mut choose = |role: Role,
+                      source: &PluginSource,
+                      trusted: bool,
+                      described: (Role, String),
+                      chosen: &mut Vec<(Role, PluginSource, bool)>| {
+        let (found, name) = described;
+        if found != role {
+            bail!("{source} is a {found} plugin, not the {role}");
+        }
+        if let Some((_, other, _)) = chosen.iter().find(|(r, _, _)| *r == role) {
+            bail!("two plugins for the {role}: {other} and {source}");
+        }
+        names.push((name, source.to_string()));
+        chosen.push((role, source.clone(), trusted));
+        Ok(())
+    };
+    let mut retired = vec![];
+    for source in &config.plugins {
+        let described = loader.describe(source, false)?;
+        let role = described.0;
+        match replace.iter().find(|r| r.role == role) {
+            Some(r) => {
+                replaced.push(format!("{}: {source} -> {}", role.world(), r.source));
+                retired.push(described.1);
+            }
+            None => choose(role, source, false, described, &mut chosen)?,
         }
     }
+    for r in replace.iter().filter(|r| r.role != Role::Reward) {
+        if !replaced.iter().any(|line| line.starts_with(&format!("{}:", r.role.world()))) {
+            replaced.push(format!("{}: the first-party default -> {}", r.role.world(), r.source));
+        }
+        choose(r.role, &r.source, false, loader.describe(&r.source, false)?, &mut chosen)?;
+    }
+    config.plugins = chosen.iter().map(|(_, source, _)| source.clone()).collect();
     for (role, name) in DEFAULT_PLUGINS {
-        if by_role.contains_key(&role) {
+        if chosen.iter().any(|(r, _, _)| *r == role) {
             continue;
         }
-        let path = dir.join(format!("{name}.wasm"));
+        let path = config.plugins_dir.join(format!("{name}.wasm"));
         if !path.is_file() {
-            build_first_party(dir).with_context(|| format!("building the default {role} plugin"))?;
+            build_first_party(&config.plugins_dir).with_context(|| format!("building the default {role} plugin"))?;
         }
-        by_role.insert(role, loader.load(&PluginSource::File(path), true)?);
+        let source = PluginSource::File(path);
+        choose(role, &source, true, loader.describe(&source, true)?, &mut chosen)?;
     }
-    Ok(by_role)
+    let reward = &mut config.settings.reward;
+    if let Some(r) = replace.iter().find(|r| r.role == Role::Reward) {
+        if reward.reward != crate::reward_args::RewardKind::Plugin {
+            bail!("--replace reward=...: this run's reward is not a plugin (--reward plugin)");
+        }
+        let old = reward.reward_plugin.replace(r.source.clone());
+        replaced.push(format!("reward: {} -> {}", old.map_or("none".into(), |o| o.to_string()), r.source));
+    }
+    if reward.reward == crate::reward_args::RewardKind::Plugin
+        && let Some(source) = &reward.reward_plugin
+    {
+        let (role, name) = loader.describe(source, false)?;
+        if role != Role::Reward {
+            bail!("--reward-plugin {source} is a {role} plugin, not a reward plugin");
+        }
+        names.push((name, source.to_string()));
+    }
+    for (name, source) in &names {
+        loader.claim(name, source)?;
+    }
+    // A replaced plugin's settings stay in the config, unused unless a plugin of that name
+    // comes back (a fixed build of the same plugin keeps them).
+    retired.retain(|n| !names.iter().any(|(m, _)| m == n));
+    let mut by_role = HashMap::new();
+    for (role, source, trusted) in chosen {
+        by_role.insert(role, loader.load(&source, trusted)?);
+    }
+    Ok(Loaded { by_role, replaced, retired })
+}
+
+/// The plugins of a run, and what `--replace` changed.
+struct Loaded {
+    by_role: HashMap<Role, Plugin>,
+    /// `role: old -> new`, one per replacement.
+    replaced: Vec<String>,
+    /// The names of the plugins replaced (and not loaded again under the same name).
+    retired: Vec<String>,
 }
 
 fn build_first_party(dir: &Path) -> Result<()> {
@@ -246,31 +511,27 @@ fn build_first_party(dir: &Path) -> Result<()> {
 pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     let store = RunStore { dir: args.out.clone() };
     let config_path = args.out.join("config.toml");
-    let config = if args.resume {
+    let (mut config, settings_changed) = if args.resume {
         let text = std::fs::read_to_string(&config_path)
             .with_context(|| format!("--resume: {} has no run to resume", args.out.display()))?;
-        let config =
+        let saved =
             toml::from_str::<RunConfig>(&text).with_context(|| format!("{} is damaged", config_path.display()))?;
-        if args.plugin_args != PluginArgs::default() && args.plugin_args != config.plugin_args {
-            bail!("--resume runs with the plugin settings in {}: leave out the plugin flags", config_path.display());
-        }
-        config
+        resumed(saved, &args, matches)?
     } else {
         if config_path.exists() {
             bail!("{} already holds a run: pass --resume to continue it, or choose another --out", args.out.display());
         }
-        let settings = match &args.settings_file {
-            Some(file) => resolve(&args.settings, file, matches)?,
-            None => args.settings.clone(),
-        };
+        let settings = overlay(&args.settings, args.settings_file.as_deref(), &args.settings, matches)?;
         let plugins_dir = args.plugins_dir.clone().unwrap_or_else(|| crate::cache_root().join("plugins"));
-        RunConfig {
+        let config = RunConfig {
             model: args.model.clone(),
             plugins: args.plugins.clone(),
             plugins_dir,
             plugin_args: args.plugin_args.clone(),
             settings,
-        }
+            changes: vec![],
+        };
+        (config, vec![])
     };
     let s = &config.settings;
     if s.answers < 2 {
@@ -292,32 +553,55 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         let seeds = store::read_prompts(prompts)?;
         std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
         store.write(&seeds_path, &seeds)?;
-        let text = toml::to_string(&config).context("writing the config")?;
-        eva_engine::atomic::write_file(&config_path, text.as_bytes())
-            .with_context(|| format!("writing {}", config_path.display()))?;
+        write_config(&config_path, &config)?;
         seeds
     };
 
     let log = args.out.join("run.log");
     crate::logging::to_file(&log).with_context(|| format!("opening {}", log.display()))?;
     tracing::info!(resume = args.resume, "eva-host run {}", args.out.display());
+    if args.resume {
+        let removed = store.remove_leftovers()?;
+        if removed > 0 {
+            tracing::info!("removed {removed} temporary files and directories left by a killed run");
+        }
+    }
     eva_engine::threads::set_threads(args.threads);
     let mut loader = config.plugin_args.loader()?;
-    // A resumed run uses the plugins it started with; a new one those of --plugin-lock.
+    // A resumed run uses the plugins it started with (but those --replace names); a new
+    // one those of --plugin-lock.
     let lock_path = args.out.join("plugins.lock");
     let pins = if args.resume && lock_path.is_file() { Some(lock_path.clone()) } else { args.plugin_lock.clone() };
     if let Some(file) = pins {
         match PluginLock::read(&file) {
-            Ok(lock) => loader.pin(lock, file),
+            Ok(mut lock) => {
+                lock.plugins.retain(|p| !args.replace.iter().any(|r| r.role.world() == p.role));
+                loader.pin(lock, file)
+            }
             // Runs started by eva-host before 0.1 kept a JSON list there, without pins.
             Err(e) if args.resume && std::fs::read(&file)?.starts_with(b"[") => tracing::warn!("{e}; rewriting it"),
             Err(e) => return Err(e.into()),
         }
     }
-    let mut plugins = load_plugins(&config.plugins, &config.plugins_dir, &loader)?;
-    let mut scorer = s.reward.scorer(&loader)?;
-    loader.check_names()?;
+    let Loaded { by_role: mut plugins, replaced, retired } = load_plugins(&mut config, &args.replace, &loader)?;
+    let mut scorer = config.settings.reward.scorer(&loader)?;
+    let all_retired: Vec<String> =
+        config.changes.iter().flat_map(|c| c.retired.iter()).chain(&retired).cloned().collect();
+    loader.check_names(&all_retired)?;
+    if !settings_changed.is_empty() || !replaced.is_empty() {
+        let summaries: Vec<IterationSummary> = store.read(&args.out.join("metrics.jsonl"))?.unwrap_or_default();
+        let change = ConfigChange {
+            from: next_phase(&store, &config.settings, &summaries),
+            settings: settings_changed,
+            plugins: replaced,
+            retired,
+        };
+        tracing::info!(from = change.from, settings = ?change.settings, plugins = ?change.plugins, "the run's configuration changes");
+        config.changes.push(change);
+        write_config(&config_path, &config)?;
+    }
     loader.lock()?.write(&lock_path)?;
+    let s = &config.settings;
     let mut take = |role| plugins.remove(&role).expect("every role is loaded");
     let mut info = InfoMetric::new(take(Role::InfoMetric))?;
     let mut sampler = Sampler::new(take(Role::Sampler))?;
@@ -337,12 +621,12 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         let dir = store.iteration(t);
         let next_path = dir.join("prompts-next.jsonl");
         let model_dir = dir.join("model");
-        if summaries.iter().any(|m| m.iteration == t) {
+        if let Some(m) = summaries.iter().find(|m| m.iteration == t) {
             // Finished earlier: carry its prompts, seen set and policy on.
             prompts = store.read(&next_path)?.context("a finished iteration lacks prompts-next.jsonl")?;
             remember_kept(&mut seen, &store.read(&dir.join("evolved.jsonl"))?.unwrap_or_default());
-            if model_dir.is_dir() {
-                policy_path = model_dir;
+            if let Some(model) = trained_model(&store, m)? {
+                policy_path = model;
             }
             continue;
         }
@@ -392,29 +676,33 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
                 let out = evolver.evolve(&input, generator)?;
                 // Variants of this phase are compared with each other too.
                 let mut new = dedup::Seen::default();
-                let records = out
-                    .into_iter()
+                out.into_iter()
                     .enumerate()
                     .map(|(k, e)| {
+                        let id = format!("t{t}-e{k}");
                         let messages: Vec<Message> =
                             e.messages.iter().map(|m| Message::new(m.role.as_str(), m.content.as_str())).collect();
                         let text = &messages.last().expect("validated").content;
-                        let dropped_because =
-                            seen.duplicate(text, s.dedup_threshold).or_else(|| new.duplicate(text, s.dedup_threshold));
+                        let too_long = too_long_for(&policy, &messages, s.max_new_tokens)?;
+                        if let Some(why) = &too_long {
+                            tracing::warn!(plugin = evolver.plugin().name(), variant = id, "dropped: {why}");
+                        }
+                        let dropped_because = too_long
+                            .or_else(|| seen.duplicate(text, s.dedup_threshold))
+                            .or_else(|| new.duplicate(text, s.dedup_threshold));
                         if dropped_because.is_none() {
                             new.insert(text);
                         }
-                        EvolvedRecord {
-                            id: format!("t{t}-e{k}"),
+                        Ok(EvolvedRecord {
+                            id,
                             parent: parents[e.parent as usize].id.clone(),
                             method: e.method,
                             messages,
                             kept: dropped_because.is_none(),
                             dropped_because,
-                        }
+                        })
                     })
-                    .collect();
-                Ok(records)
+                    .collect()
             })?;
             // Loaded or computed alike, the kept variants join the seen set.
             remember_kept(&mut seen, &evolved);
@@ -474,7 +762,7 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
             prompts: prompts.len(),
             mean_reward: mean(&rewards),
             info_mean: mean(&infos),
-            info_max: infos.iter().cloned().fold(f64::NAN, f64::max),
+            info_max: infos.iter().copied().reduce(f64::max),
             selected: selected.len(),
             evolved: evolved.len(),
             kept: evolved.iter().filter(|e| e.kept).count(),
@@ -489,7 +777,7 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         tracing::info!("{line}");
         eprintln!("{line}");
         summaries.push(summary);
-        store.write(&args.out.join("metrics.jsonl"), &summaries)?;
+        store.rewrite(&args.out.join("metrics.jsonl"), &summaries)?;
         prompts = next;
     }
     println!("{}", policy_path.display());
@@ -508,8 +796,24 @@ fn remember_kept(seen: &mut dedup::Seen, evolved: &[EvolvedRecord]) {
     }
 }
 
-fn mean(v: &[f64]) -> f64 {
-    if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
+/// Why an evolved prompt cannot be answered by the policy: it and the longest answer
+/// (`max_new_tokens`) do not fit the model's context under its chat template. Checked in
+/// the evolve phase, so such a prompt is dropped there, by name, and never poisons the
+/// phases after it.
+fn too_long_for(policy: &LanguageModel, messages: &[Message], max_new_tokens: usize) -> Result<Option<String>> {
+    let tokens = policy.chat_prompt(messages)?.len();
+    let context = policy.transformer.config.max_position_embeddings;
+    Ok((tokens + max_new_tokens > context).then(|| {
+        format!(
+            "too long: {tokens} tokens under the policy's chat template, plus --max-new-tokens {max_new_tokens}, \
+             exceed the model's context of {context}"
+        )
+    }))
+}
+
+/// A number of the one-screen summary, `-` where there is none.
+fn shown(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.3}"))
 }
 
 fn one_screen(m: &IterationSummary) -> String {
@@ -518,13 +822,13 @@ fn one_screen(m: &IterationSummary) -> String {
         _ => "no training (no pairs)".into(),
     };
     format!(
-        "iteration {}: {} prompts, mean reward {:.3}, info mean {:.3} max {:.3}; {} selected, {} evolved, {} kept; \
+        "iteration {}: {} prompts, mean reward {}, info mean {} max {}; {} selected, {} evolved, {} kept; \
          {} prompts next ({:.1} words on average); {} pairs; {loss}",
         m.iteration,
         m.prompts,
-        m.mean_reward,
-        m.info_mean,
-        m.info_max,
+        shown(m.mean_reward),
+        shown(m.info_mean),
+        shown(m.info_max),
         m.selected,
         m.evolved,
         m.kept,

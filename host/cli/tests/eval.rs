@@ -139,6 +139,6 @@ fn a_bad_prompt_file_is_reported_by_line_before_any_model_loads() {
     let out = eval(dir.path(), missing, missing, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("heldout.jsonl:2: the prompt is empty"), "{err}");
+    assert!(err.contains("heldout.jsonl:2: the prompt has no visible character"), "{err}");
     assert!(!dir.path().join("eval").exists(), "nothing is written");
 }

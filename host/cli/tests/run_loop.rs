@@ -319,9 +319,13 @@ fn eight_bit_sampling_is_a_saved_loop_setting() {
 #[test]
 fn a_bad_seed_file_is_reported_by_line_before_any_model_work() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&[SEEDS[0], "{\"prompt\": \"broken"], "seeds.jsonl:2: not valid JSON"),
-        (&[SEEDS[0], SEEDS[1], r#"{"prompt": "   "}"#], "seeds.jsonl:3: the prompt is empty"),
+        (&[SEEDS[0], SEEDS[1], r#"{"prompt": "   "}"#], "seeds.jsonl:3: the prompt has no visible character"),
+        (
+            &[SEEDS[0], r#"{"prompt": "\u200b\u2060\ufeff\u0007"}"#],
+            "seeds.jsonl:2: the prompt has no visible character",
+        ),
         (&[r#"{"question": "What is rust?"}"#], "seeds.jsonl:1: has neither `prompt` nor `messages`"),
         (&[SEEDS[0], SEEDS[0]], "seeds.jsonl:2: the id `q1` is used twice"),
     ];
@@ -335,4 +339,232 @@ fn a_bad_seed_file_is_reported_by_line_before_any_model_work() {
         assert!(err.contains(want), "{want}: {err}");
         assert!(!out.exists(), "nothing is written for a bad seed file");
     }
+}
+
+/// `eva-host run --resume` on `out` with more flags.
+fn resume_with(out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_eva-host"))
+        .args(["run", "--resume", "--threads", "1", "--out"])
+        .arg(out)
+        .args(extra)
+        .env("EVA_CACHE_DIR", cache_dir())
+        .output()
+        .unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `eva-host report RUN` within a minute (a plot that cannot place its axes must fail,
+/// not spin).
+fn report_within_a_minute(run: &Path) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eva-host"))
+        .arg("report")
+        .arg(run)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("eva-host report {} ran for a minute", run.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// A run whose plugins push the bounds (an info metric scoring 1e308 and logging forged
+/// lines, an evolver whose only variant is longer than the model's context), then what
+/// users and kills do to its directory: a cut phase file, a deleted model, leftovers of a
+/// killed save, flags a resume would ignore, and a plugin replaced to run one more
+/// iteration.
+#[test]
+fn a_run_survives_hostile_plugins_and_its_directory_is_checked_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = seeds(
+        dir.path(),
+        &[
+            r#"{"id": "huge-1", "prompt": "Suggest a name for a friendly robot."}"#,
+            r#"{"id": "huge-2", "prompt": "What are three easy ways to save water at home?"}"#,
+            r#"{"id": "forge", "prompt": "Why is the sky blue?"}"#,
+        ],
+    );
+    let settings = dir.path().join("plugins.toml");
+    std::fs::write(
+        &settings,
+        "[hostile-evolver]\nmode = \"long\"\n[hostile-evolver.limits]\nmax-prompt-bytes = 200000\n",
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let (info, evolver) = (eva::component("eva-fixture-hostile-info"), eva::component("eva-fixture-hostile-evolver"));
+    let plugins = [
+        "--plugin",
+        info.to_str().unwrap(),
+        "--plugin",
+        evolver.to_str().unwrap(),
+        "--plugin-config-file",
+        settings.to_str().unwrap(),
+    ];
+    let out = eva_run(&seeds, &run, &plugins).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The variant longer than the context is dropped in the evolve phase, by name.
+    let evolved = rows(&run.join("iter-1/evolved.jsonl"));
+    assert_eq!(evolved.len(), 1);
+    assert_eq!(evolved[0]["kept"], false);
+    let why = evolved[0]["dropped_because"].as_str().unwrap();
+    assert!(why.starts_with("too long: ") && why.contains("exceed the model's context of 8192"), "{why}");
+    let log = std::fs::read_to_string(run.join("run.log")).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("hostile-evolver") && l.contains("t1-e0") && l.contains("too long")),
+        "{log}"
+    );
+    // A plugin's log record stays one line of the log.
+    let forged: Vec<&str> = log.lines().filter(|l| l.contains("forged line")).collect();
+    assert!(!forged.is_empty() && forged.iter().all(|l| l.contains("fine\\n2026-12-01")), "{forged:?}");
+    // Info scores of 1e308 give a finite mean, and the report draws them.
+    let metrics = rows(&run.join("metrics.jsonl"));
+    let info_mean = metrics[0]["info_mean"].as_f64().expect("a number, not null");
+    assert!((info_mean - 1e308 / 3.0 * 2.0).abs() < 1e295, "{info_mean}");
+    assert_eq!(metrics[0]["info_max"].as_f64(), Some(1e308));
+    let report = report_within_a_minute(&run);
+    assert!(report.status.success(), "{}", stderr(&report));
+    // Files are written with the umask's mode, as a plain write would make them.
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "x").unwrap();
+    for file in ["config.toml", "metrics.jsonl", "phases.json", "report.html", "iter-1/pairs.jsonl"] {
+        assert_eq!(mode(&run.join(file)), mode(&plain), "{file}");
+    }
+
+    // A finished phase file cut by a line is refused by name, by resume and report.
+    let cut = dir.path().join("cut");
+    copy_dir(&run, &cut);
+    let pairs = std::fs::read_to_string(cut.join("iter-1/pairs.jsonl")).unwrap();
+    assert!(pairs.lines().count() >= 2, "{pairs}");
+    let shorter: String = pairs.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    std::fs::write(cut.join("iter-1/pairs.jsonl"), shorter).unwrap();
+    std::fs::remove_dir_all(cut.join("iter-1/model")).unwrap();
+    std::fs::remove_file(cut.join("metrics.jsonl")).unwrap();
+    let refused = resume(&cut);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("pairs.jsonl has") && stderr(&refused).contains("cut or changed"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!cut.join("iter-1/model").exists(), "nothing was trained on the cut file");
+    let answers = cut.join("iter-1/answers.jsonl");
+    std::fs::write(&answers, std::fs::read_to_string(&answers).unwrap() + "\n").unwrap();
+    let report = report_within_a_minute(&cut);
+    assert!(!report.status.success() && stderr(&report).contains("answers.jsonl has"), "{}", stderr(&report));
+
+    // A finished iteration's model that is gone is an error, never the base model.
+    let lost = dir.path().join("lost");
+    copy_dir(&run, &lost);
+    std::fs::remove_dir_all(lost.join("iter-1/model")).unwrap();
+    let refused = resume(&lost);
+    let err = stderr(&refused);
+    assert!(!refused.status.success() && err.contains("iter-1/model is missing"), "{err}");
+    let eval = Command::new(env!("CARGO_BIN_EXE_eva-host"))
+        .args(["eval", "--threads", "1", "--model"])
+        .arg(&lost)
+        .arg("--prompts")
+        .arg(&seeds)
+        .env("EVA_CACHE_DIR", cache_dir())
+        .output()
+        .unwrap();
+    assert!(!eval.status.success() && stderr(&eval).contains("iter-1/model is missing"), "{}", stderr(&eval));
+
+    // What a killed save or write leaves behind is removed on resume.
+    let killed = dir.path().join("killed");
+    copy_dir(&run, &killed);
+    std::fs::create_dir_all(killed.join("iter-1/.eva-save-x1")).unwrap();
+    std::fs::write(killed.join("iter-1/.eva-save-x1/model.safetensors"), vec![0u8; 1 << 20]).unwrap();
+    std::fs::create_dir_all(killed.join("iter-1/train/.checkpoint-x2")).unwrap();
+    std::fs::write(killed.join(".eva-write-x3"), "half a file").unwrap();
+    let resumed = resume(&killed);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    for left in ["iter-1/.eva-save-x1", "iter-1/train/.checkpoint-x2", ".eva-write-x3"] {
+        assert!(!killed.join(left).exists(), "{left} is still there");
+    }
+
+    // Flags a resume would ignore are refused; --reconfigure and --replace change the
+    // rest of the run, and say so in config.toml and plugins.lock.
+    let refused = resume_with(&killed, &["--iterations", "2"]);
+    assert!(
+        !refused.status.success() && stderr(&refused).contains("--iterations is given with --resume"),
+        "{}",
+        stderr(&refused)
+    );
+    let refused = resume_with(&killed, &["--plugin", evolver.to_str().unwrap()]);
+    assert!(!refused.status.success() && stderr(&refused).contains("use --replace ROLE=FILE"), "{}", stderr(&refused));
+    let evol_instruct = eva::component("eva-plugin-evol-instruct");
+    let replace = format!("evolver={}", evol_instruct.display());
+    let before = std::fs::read(killed.join("iter-1/pairs.jsonl")).unwrap();
+    let extended = resume_with(
+        &killed,
+        &["--reconfigure", "--iterations", "2", "--replace", &replace, "--plugin-config", "evol-instruct.variants=1"],
+    );
+    assert!(extended.status.success(), "{}", stderr(&extended));
+    assert_eq!(rows(&killed.join("metrics.jsonl")).len(), 2);
+    assert_eq!(std::fs::read(killed.join("iter-1/pairs.jsonl")).unwrap(), before, "a finished phase was redone");
+    let config: toml::Table = toml::from_str(&std::fs::read_to_string(killed.join("config.toml")).unwrap()).unwrap();
+    let change = &config["changes"].as_array().unwrap()[0];
+    assert_eq!(change["from"].as_str(), Some("iter-2/respond+score"));
+    let settings = change["settings"].to_string();
+    assert!(settings.contains("iterations: 1 -> 2") && settings.contains("evol-instruct.variants=1"), "{settings}");
+    let plugins = change["plugins"].to_string();
+    assert!(
+        plugins.contains("hostile-evolver.wasm -> ") && plugins.contains("eva-plugin-evol-instruct.wasm"),
+        "{plugins}"
+    );
+    assert_eq!(change["retired"].to_string(), r#"["hostile-evolver"]"#);
+    let lock = PluginLock::read(&killed.join("plugins.lock")).unwrap();
+    assert_eq!(lock.by_role("evolver").unwrap().name, "evol-instruct");
+    assert!(!rows(&killed.join("iter-2/evolved.jsonl")).is_empty());
+}
+
+/// A plugin that declares another plugin's name is refused before it is configured: it
+/// never sees that plugin's directory grant.
+#[test]
+fn a_plugin_cannot_take_another_plugins_name_and_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = seeds(dir.path(), &SEEDS);
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("secret.txt"), "s3cret-token").unwrap();
+    let impostor = eva::component("eva-fixture-impostor");
+    let grant = format!("regret={}", data.display());
+    let out = dir.path().join("run");
+    let result = eva_run(&seeds, &out, &["--plugin", impostor.to_str().unwrap(), "--plugin-allow-read", &grant])
+        .output()
+        .unwrap();
+    let err = stderr(&result);
+    assert!(!result.status.success());
+    assert!(err.contains("two plugins declare the name `regret`"), "{err}");
+    assert!(err.contains(&impostor.display().to_string()) && err.contains("eva-plugin-regret.wasm"), "{err}");
+    let log = std::fs::read_to_string(out.join("run.log")).unwrap_or_default();
+    assert!(!err.contains("s3cret") && !log.contains("s3cret"), "the impostor read the grant: {err}\n{log}");
+    assert!(!out.join("iter-1").exists(), "nothing was run");
 }

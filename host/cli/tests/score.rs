@@ -77,7 +77,7 @@ fn bad_rows_are_named_by_line_before_any_model_work_and_nothing_is_overwritten()
         (&[ROWS[0], "{\"prompt\": \"x\", \"response\": "], "rows.jsonl:2: not valid JSON"),
         (&[ROWS[0], "", r#"{"prompt": "x", "response": "  "}"#], "rows.jsonl:3: the response is empty"),
         (&[r#"{"prompt": "x", "answer": "y"}"#], "rows.jsonl:1: no `response`"),
-        (&[r#"{"prompt": "", "response": "y"}"#], "rows.jsonl:1: the prompt is empty"),
+        (&[r#"{"prompt": "", "response": "y"}"#], "rows.jsonl:1: the prompt has no visible character"),
         (&[r#"[1, 2]"#], "rows.jsonl:1: not a JSON object"),
     ];
     for (lines, want) in cases {

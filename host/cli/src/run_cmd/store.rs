@@ -1,7 +1,10 @@
 //! The run directory: the only code that reads and writes it. Every file is written
 //! atomically, and a phase is done exactly when its file exists, so `--resume` loads
-//! finished phases and recomputes nothing.
+//! finished phases and recomputes nothing. The phase index (`phases.json`) records each
+//! written file's row count and digest: a finished file that was cut or edited later is
+//! refused by name instead of being used.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -76,9 +79,11 @@ pub struct PairRecord {
 pub struct IterationSummary {
     pub iteration: usize,
     pub prompts: usize,
-    pub mean_reward: f64,
-    pub info_mean: f64,
-    pub info_max: f64,
+    /// `None` (JSON `null`) when there was nothing to average, as with `--no-evolve`'s
+    /// info scores.
+    pub mean_reward: Option<f64>,
+    pub info_mean: Option<f64>,
+    pub info_max: Option<f64>,
     pub selected: usize,
     pub evolved: usize,
     pub kept: usize,
@@ -113,6 +118,20 @@ pub fn read_prompts(path: &Path) -> Result<Vec<PromptRecord>> {
         .collect()
 }
 
+/// What the phase index records of one file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    pub rows: usize,
+    pub sha256: String,
+}
+
+/// The name of the phase index in a run directory.
+pub const PHASE_INDEX: &str = "phases.json";
+
+/// Prefixes of the temporary files and directories eva's atomic writers create beside
+/// their targets; a killed process leaves them behind.
+const TEMPORARY_PREFIXES: [&str; 3] = [".eva-write-", ".eva-save-", ".checkpoint-"];
+
 pub struct RunStore {
     pub dir: PathBuf,
 }
@@ -122,25 +141,81 @@ impl RunStore {
         self.dir.join(format!("iter-{t}"))
     }
 
+    fn index_path(&self) -> PathBuf {
+        self.dir.join(PHASE_INDEX)
+    }
+
+    /// The phase index: file (relative to the run directory, `/`-separated) to entry.
+    pub fn index(&self) -> Result<BTreeMap<String, IndexEntry>> {
+        let path = self.index_path();
+        if !path.is_file() {
+            return Ok(BTreeMap::new());
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
+    }
+
+    fn index_key(&self, path: &Path) -> String {
+        let relative = path.strip_prefix(&self.dir).unwrap_or(path);
+        relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    }
+
+    fn record(&self, path: &Path, entry: IndexEntry) -> Result<()> {
+        let mut index = self.index()?;
+        index.insert(self.index_key(path), entry);
+        let text = serde_json::to_string_pretty(&index).expect("the index serializes") + "\n";
+        let at = self.index_path();
+        eva_engine::atomic::write_file(&at, text.as_bytes()).with_context(|| format!("writing {}", at.display()))
+    }
+
+    /// The bytes of `path`, checked against the index when it records the file.
+    fn read_checked(&self, path: &Path) -> Result<(String, Option<IndexEntry>)> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let found = entry_of(&bytes);
+        let recorded = self.index()?.remove(&self.index_key(path));
+        if let Some(want) = &recorded
+            && *want != found
+        {
+            bail!(
+                "{} has {} rows (sha256 {}), but when it was written it had {} rows (sha256 {}), as {} records: \
+                 the file was cut or changed since. Restore it, or delete it and the files of the phases after it \
+                 to compute them again",
+                path.display(),
+                found.rows,
+                &found.sha256[..12],
+                want.rows,
+                &want.sha256[..12],
+                self.index_path().display()
+            );
+        }
+        let text = String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
+        Ok((text, recorded))
+    }
+
     /// The rows of a JSONL file, `None` when it does not exist yet.
     pub fn read<T: DeserializeOwned>(&self, path: &Path) -> Result<Option<Vec<T>>> {
         if !path.is_file() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        text.lines()
-            .enumerate()
-            .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{} is damaged", path.display(), i + 1)))
-            .collect::<Result<Vec<T>>>()
-            .map(Some)
+        let (text, _) = self.read_checked(path)?;
+        parse_rows(path, &text).map(Some)
     }
 
+    /// Write a file that is written once (a phase's, the seeds), and index it.
     pub fn write<T: Serialize>(&self, path: &Path, rows: &[T]) -> Result<()> {
+        let text = self.rewrite(path, rows)?;
+        self.record(path, entry_of(text.as_bytes()))
+    }
+
+    /// Write a file that is written again as the run goes (the summaries), unindexed: a
+    /// reader could find it between its write and the index's. Returns its text.
+    pub fn rewrite<T: Serialize>(&self, path: &Path, rows: &[T]) -> Result<String> {
         let text: String = rows.iter().map(|r| serde_json::to_string(r).expect("json") + "\n").collect();
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
-        eva_engine::atomic::write_file(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+        eva_engine::atomic::write_file(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+        Ok(text)
     }
 
     /// A phase whose output is `path`: loaded when a previous run finished it, else
@@ -151,7 +226,14 @@ impl RunStore {
         path: &Path,
         compute: impl FnOnce() -> Result<Vec<T>>,
     ) -> Result<Vec<T>> {
-        if let Some(rows) = self.read(path)? {
+        if path.is_file() {
+            let (text, recorded) = self.read_checked(path)?;
+            let rows = parse_rows(path, &text)?;
+            if recorded.is_none() {
+                // Written atomically by a run killed before it could index the file, or by
+                // eva before the index existed: from now on, its digest is checked.
+                self.record(path, entry_of(text.as_bytes()))?;
+            }
             tracing::info!(phase = name, "finished earlier; loaded {}", path.display());
             return Ok(rows);
         }
@@ -159,5 +241,98 @@ impl RunStore {
         let rows = compute().with_context(|| format!("phase `{name}`"))?;
         self.write(path, &rows)?;
         Ok(rows)
+    }
+
+    /// Remove what killed writers left behind (temporary files and directories of the
+    /// atomic writers, some as large as a model); returns how many were removed.
+    pub fn remove_leftovers(&self) -> Result<usize> {
+        fn walk(dir: &Path, removed: &mut usize) -> std::io::Result<()> {
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let is_dir = entry.file_type()?.is_dir();
+                if TEMPORARY_PREFIXES.iter().any(|p| name.to_string_lossy().starts_with(p)) {
+                    tracing::info!("removing {}, left by a killed run", entry.path().display());
+                    if is_dir {
+                        std::fs::remove_dir_all(entry.path())?
+                    } else {
+                        std::fs::remove_file(entry.path())?
+                    }
+                    *removed += 1;
+                } else if is_dir {
+                    walk(&entry.path(), removed)?;
+                }
+            }
+            Ok(())
+        }
+        let mut removed = 0;
+        walk(&self.dir, &mut removed).with_context(|| format!("cleaning {}", self.dir.display()))?;
+        Ok(removed)
+    }
+}
+
+fn entry_of(bytes: &[u8]) -> IndexEntry {
+    IndexEntry { rows: bytes.iter().filter(|&&b| b == b'\n').count(), sha256: eva_plugin_runtime::digest(bytes) }
+}
+
+fn parse_rows<T: DeserializeOwned>(path: &Path, text: &str) -> Result<Vec<T>> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{} is damaged", path.display(), i + 1)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, RunStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore { dir: dir.path().to_owned() };
+        (dir, store)
+    }
+
+    #[test]
+    fn a_cut_or_edited_phase_file_is_refused_by_name() {
+        let (_dir, store) = store();
+        let path = store.iteration(1).join("pairs.jsonl");
+        store.write(&path, &[1, 2, 3, 4, 5]).unwrap();
+        assert_eq!(store.read::<u32>(&path).unwrap().unwrap(), [1, 2, 3, 4, 5]);
+        std::fs::write(&path, "1\n2\n3\n4\n").unwrap();
+        let err = store.read::<u32>(&path).unwrap_err().to_string();
+        assert!(err.contains("pairs.jsonl has 4 rows") && err.contains("it had 5 rows"), "{err}");
+        let err = store.phase::<u32>("pair", &path, || panic!("not recomputed")).unwrap_err().to_string();
+        assert!(err.contains("cut or changed"), "{err}");
+        std::fs::write(&path, "1\n2\n3\n4\n6\n").unwrap();
+        assert!(store.read::<u32>(&path).is_err(), "same row count, other bytes");
+        assert_eq!(store.index().unwrap()["iter-1/pairs.jsonl"].rows, 5);
+    }
+
+    #[test]
+    fn files_written_before_the_index_are_indexed_when_loaded() {
+        let (_dir, store) = store();
+        let path = store.iteration(1).join("info.jsonl");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "7\n8\n").unwrap();
+        assert_eq!(store.read::<u32>(&path).unwrap().unwrap(), [7, 8], "no entry: read as is");
+        assert!(store.index().unwrap().is_empty(), "reading indexes nothing");
+        assert_eq!(store.phase::<u32>("info", &path, || panic!("finished")).unwrap(), [7, 8]);
+        std::fs::write(&path, "7\n").unwrap();
+        assert!(store.read::<u32>(&path).is_err(), "checked from then on");
+    }
+
+    #[test]
+    fn leftovers_of_killed_writers_are_removed() {
+        let (_dir, store) = store();
+        let it = store.iteration(2);
+        std::fs::create_dir_all(it.join(".eva-save-abc/inner")).unwrap();
+        std::fs::write(it.join(".eva-save-abc/inner/model.safetensors"), "w").unwrap();
+        std::fs::create_dir_all(it.join("train/.checkpoint-x")).unwrap();
+        std::fs::write(store.dir.join(".eva-write-1"), "half").unwrap();
+        std::fs::write(it.join("answers.jsonl"), "kept").unwrap();
+        assert_eq!(store.remove_leftovers().unwrap(), 3);
+        assert!(!it.join(".eva-save-abc").exists() && !it.join("train/.checkpoint-x").exists());
+        assert!(!store.dir.join(".eva-write-1").exists());
+        assert!(it.join("answers.jsonl").exists() && it.join("train").is_dir());
     }
 }
