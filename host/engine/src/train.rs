@@ -154,7 +154,7 @@ impl TrainableModel {
         };
         let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(io(parent))?;
-        let tmp = tempfile::Builder::new().prefix(".eva-save-").tempdir_in(parent).map_err(io(parent))?;
+        let tmp = crate::atomic::temp_dir_in(parent, ".eva-save-").map_err(io(parent))?;
         let write_json = |name: &str, value: &serde_json::Value| -> Result<()> {
             let p = tmp.path().join(name);
             std::fs::write(&p, serde_json::to_string_pretty(value).expect("json")).map_err(io(&p))
@@ -217,5 +217,38 @@ fn save_safetensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()
         .collect::<candle_core::Result<_>>()
         .step("preparing tensors to save")?;
     candle_core::safetensors::save(&contiguous, path)
-        .map_err(|e| Error::Corrupt { path: path.to_owned(), reason: e.to_string() })
+        .map_err(|e| Error::Corrupt { path: path.to_owned(), reason: e.to_string() })?;
+    // safetensors writes through a tempfile (0600): the model is not a secret.
+    crate::atomic::make_ordinary(path).map_err(|source| Error::Io { path: path.to_owned(), source })
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use crate::config::Architecture;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// A saved model reads like any directory the user makes: 0777 / 0666 less the umask,
+    /// not tempfile's private modes.
+    #[test]
+    fn a_saved_model_directory_honours_the_umask() {
+        let umask = crate::atomic::current_umask();
+        let config = ModelConfig::tiny(Architecture::Llama);
+        let weights = Weights::random(&config, 1, &Device::Cpu).unwrap();
+        let model = TrainableModel::new(&config, &weights, Adaptation::Full, 0).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("model");
+        model.save_hf(&dir, None, None, false).unwrap();
+        assert_eq!(mode(&dir), 0o777 & !umask, "umask {umask:03o}");
+        for name in ["model.safetensors", "config.json", "generation_config.json"] {
+            assert_eq!(mode(&dir.join(name)), 0o666 & !umask, "{name}");
+        }
+        // Saving again swaps a new directory in with the same mode.
+        model.save_hf(&dir, None, None, false).unwrap();
+        assert_eq!(mode(&dir), 0o777 & !umask);
+    }
 }

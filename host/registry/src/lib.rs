@@ -40,13 +40,59 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 }
 
 /// Write `bytes` to `path` so that a reader sees the old file or the new one, never a part.
+/// The file gets an ordinary file's mode (0666 less the umask, given to `open(O_CREAT)`),
+/// not tempfile's private 0600: lock files, public keys and cached plugins are not
+/// secrets. Secret keys do not come here: [`signature::SigningKey::write`] makes them 0600.
 fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".eva-write-").tempfile_in(dir)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".eva-write-");
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut tmp = builder.tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The process's umask, read from procfs, else from what `open(O_CREAT, 0666)` gets
+    /// (`umask(2)` reads only by writing, which would race with other test threads).
+    fn current_umask() -> u32 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        if let Some(mask) = status.lines().find_map(|l| l.strip_prefix("Umask:")) {
+            return u32::from_str_radix(mask.trim(), 8).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("probe"), "").unwrap();
+        0o666 & !mode(&dir.path().join("probe"))
+    }
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn written_files_honour_the_umask_and_only_secret_keys_are_private() {
+        let umask = current_umask();
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("plugins.lock");
+        write_atomically(&lock, b"# lock").unwrap();
+        assert_eq!(mode(&lock), 0o666 & !umask, "umask {umask:03o}");
+        write_atomically(&lock, b"# lock again").unwrap();
+        assert_eq!(mode(&lock), 0o666 & !umask, "a replaced file too");
+
+        let key = signature::SigningKey::generate().unwrap();
+        key.write(&dir.path().join("k.pem")).unwrap();
+        key.public().write(&dir.path().join("k.pub")).unwrap();
+        assert_eq!(mode(&dir.path().join("k.pem")), 0o600 & !umask, "the secret key stays private");
+        assert_eq!(mode(&dir.path().join("k.pub")), 0o666 & !umask, "the public key is an ordinary file");
+    }
 }

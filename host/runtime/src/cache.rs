@@ -70,9 +70,48 @@ impl ComponentCache {
         let io = |source| Error::Cache { dir: dir.to_owned(), source };
         let bytes = component.serialize().map_err(|e| Error::Engine(format!("{e:#}")))?;
         std::fs::create_dir_all(dir).map_err(io)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        // An ordinary file's mode (0666 less the umask, given to `open(O_CREAT)`), not
+        // tempfile's private 0600, like every other file eva writes.
+        let mut builder = tempfile::Builder::new();
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let mut tmp = builder.tempfile_in(dir).map_err(io)?;
         tmp.write_all(&bytes).map_err(io)?;
         tmp.persist(entry).map_err(|e| io(e.error))?;
         Ok(())
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// Cache entries are ordinary files (0666 less the umask), not tempfile's 0600.
+    #[test]
+    fn cache_entries_honour_the_umask() {
+        // The umask read without changing it (`umask(2)` reads only by writing, which
+        // would race with other test threads): procfs, else an ordinary new file's mode.
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let umask = match status.lines().find_map(|l| l.strip_prefix("Umask:")) {
+            Some(mask) => u32::from_str_radix(mask.trim(), 8).unwrap(),
+            None => {
+                std::fs::write(dir.path().join("probe"), "").unwrap();
+                0o666 & !mode(&dir.path().join("probe"))
+            }
+        };
+        let engine = Engine::default();
+        // The empty component: magic, version 0x0d, layer 1.
+        let bytes = b"\0asm\x0d\0\x01\0";
+        let cache = ComponentCache::new(Some(dir.path().join("cache")));
+        cache.load(&engine, bytes, &digest(bytes), Path::new("empty.wasm")).unwrap();
+        let entry = cache.entry(&engine, &digest(bytes)).unwrap();
+        assert!(entry.is_file(), "the component was cached");
+        assert_eq!(mode(&entry), 0o666 & !umask, "umask {umask:03o}");
     }
 }

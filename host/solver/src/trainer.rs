@@ -363,7 +363,7 @@ impl<'m> Trainer<'m> {
             let path = path.to_owned();
             move |source| SolverError::Io { path: path.clone(), source }
         };
-        let tmp = tempfile::Builder::new().prefix(".checkpoint-").tempdir_in(&self.out).map_err(io(&self.out))?;
+        let tmp = eva_engine::atomic::temp_dir_in(&self.out, ".checkpoint-").map_err(io(&self.out))?;
         let params: HashMap<String, Tensor> =
             self.model.params.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
         save(&params, &tmp.path().join("params.safetensors"))?;
@@ -440,9 +440,57 @@ struct MicroOut {
 
 fn save(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     candle_core::safetensors::save(tensors, path)
-        .map_err(|e| SolverError::Checkpoint { path: path.to_owned(), reason: e.to_string() })
+        .map_err(|e| SolverError::Checkpoint { path: path.to_owned(), reason: e.to_string() })?;
+    // safetensors writes through a tempfile (0600): a checkpoint is not a secret.
+    eva_engine::atomic::make_ordinary(path).map_err(|source| SolverError::Io { path: path.to_owned(), source })
 }
 
 fn load(path: &Path, device: &Device) -> candle_core::Result<HashMap<String, Tensor>> {
     candle_core::safetensors::load(path, device)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use eva_engine::{Adaptation, Architecture, ModelConfig, Weights};
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The process's umask, read from procfs, else from what `open(O_CREAT, 0666)` gets
+    /// (`umask(2)` reads only by writing, which would race with other test threads).
+    fn current_umask() -> u32 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        if let Some(mask) = status.lines().find_map(|l| l.strip_prefix("Umask:")) {
+            return u32::from_str_radix(mask.trim(), 8).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("probe"), "").unwrap();
+        0o666 & !mode(&dir.path().join("probe"))
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_checkpoint_directory_honours_the_umask() {
+        let umask = current_umask();
+        let config = ModelConfig::tiny(Architecture::Llama);
+        let weights = Weights::random(&config, 1, &Device::Cpu).unwrap();
+        let model = TrainableModel::new(&config, &weights, Adaptation::Full, 0).unwrap();
+        let pair = TokenizedPair {
+            prompt: vec![1, 2],
+            chosen: vec![3],
+            rejected: vec![4],
+            ref_chosen: 0.0,
+            ref_rejected: 0.0,
+        };
+        let out = tempfile::tempdir().unwrap();
+        let trainer = Trainer::new(&model, SolverConfig::default(), vec![pair], out.path()).unwrap();
+        trainer.save_checkpoint().unwrap();
+        let dir = trainer.checkpoint_dir();
+        assert_eq!(mode(&dir), 0o777 & !umask, "umask {umask:03o}");
+        for name in ["params.safetensors", "optimizer.safetensors", "state.json"] {
+            assert_eq!(mode(&dir.join(name)), 0o666 & !umask, "{name}");
+        }
+    }
 }
