@@ -86,6 +86,32 @@ pub struct LoopSettings {
     pub reward: RewardArgs,
 }
 
+impl LoopSettings {
+    /// Every setting in its range, the solver's and the reward's included, before any
+    /// model or plugin loads and before anything is written.
+    fn check(&self) -> Result<()> {
+        if self.answers < 2 {
+            bail!("--answers must be at least 2: pairs need two answers to compare");
+        }
+        if !(0.0..1.0).contains(&self.buffer_fraction) || !(0.0..=1.0).contains(&self.sample_fraction) {
+            bail!("--buffer-fraction must be in [0, 1) and --sample-fraction in [0, 1]");
+        }
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            bail!("--temperature must be a number >= 0, not {}", self.temperature);
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            bail!("--top-p must be in (0, 1], not {}", self.top_p);
+        }
+        if self.max_new_tokens == 0 || self.evolve_max_tokens == 0 {
+            bail!("--max-new-tokens and --evolve-max-tokens must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.dedup_threshold) {
+            bail!("--dedup-threshold must be in [0, 1], not {}", self.dedup_threshold);
+        }
+        self.solver.check()
+    }
+}
+
 #[derive(Args)]
 pub struct RunArgs {
     /// Seed prompts, JSONL: `prompt` (a string) or `messages` (a chat ending with a user
@@ -534,12 +560,7 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         (config, vec![])
     };
     let s = &config.settings;
-    if s.answers < 2 {
-        bail!("--answers must be at least 2: pairs need two answers to compare");
-    }
-    if !(0.0..1.0).contains(&s.buffer_fraction) || !(0.0..=1.0).contains(&s.sample_fraction) {
-        bail!("--buffer-fraction must be in [0, 1) and --sample-fraction in [0, 1]");
-    }
+    s.check()?;
     // Hours of generation come before the first training step: check the device first.
     let device = eva_engine::device::default_device()?;
     eva_engine::device::check_dtype(&device, s.solver.precision.dtype())?;

@@ -128,6 +128,16 @@ impl SolverArgs {
         })
     }
 
+    /// Every solver setting checked, with no model loaded: a wrong loss name, LoRA target
+    /// or out-of-range value fails here, before a run's first phase.
+    pub fn check(&self) -> Result<()> {
+        self.solver_config()?.check().map_err(anyhow::Error::msg)?;
+        if let Adaptation::Lora(lora) = self.adaptation() {
+            lora.check()?;
+        }
+        Ok(())
+    }
+
     pub fn adaptation(&self) -> Adaptation {
         if self.full {
             return Adaptation::Full;
@@ -138,6 +148,7 @@ impl SolverArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    args.solver.check()?;
     let model = args.model.load()?;
     let pairs = eva_solver::read_pairs(&args.pairs)?;
     if args.resume {

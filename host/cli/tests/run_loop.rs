@@ -568,3 +568,27 @@ fn a_plugin_cannot_take_another_plugins_name_and_grant() {
     assert!(!err.contains("s3cret") && !log.contains("s3cret"), "the impostor read the grant: {err}\n{log}");
     assert!(!out.join("iter-1").exists(), "nothing was run");
 }
+
+/// A wrong loss name, LoRA target or out-of-range setting is refused before any model or
+/// plugin work (the model path does not exist), with nothing written.
+#[test]
+fn bad_settings_are_refused_before_the_first_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = seeds(dir.path(), &SEEDS);
+    let cases: [(&[&str], &str); 6] = [
+        (&["--loss", "dpoo"], "unknown loss `dpoo` (dpo, ipo, simpo, orpo, hinge)"),
+        (&["--lora-targets", "qproj"], "unknown LoRA target `qproj`"),
+        (&["--decay", "cosin"], "unknown decay `cosin`"),
+        (&["--lr", "0"], "--lr must be a positive number, not 0"),
+        (&["--top-p", "1.5"], "--top-p must be in (0, 1], not 1.5"),
+        (&["--micro-batch", "0"], "--micro-batch must be at least 1"),
+    ];
+    for (flags, want) in cases {
+        let out = dir.path().join("run");
+        let extra = [&["--model", "/no/such/model.gguf"], flags].concat();
+        let result = eva_run_with(&[], &seeds, &out, &extra).output().unwrap();
+        let err = stderr(&result);
+        assert!(!result.status.success() && err.contains(want), "{flags:?}: {err}");
+        assert!(!out.exists(), "{flags:?}: nothing is written");
+    }
+}

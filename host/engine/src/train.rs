@@ -42,6 +42,27 @@ impl Default for LoraConfig {
 
 pub const LORA_TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
+impl LoraConfig {
+    /// A rank of at least 1, a positive α and known, non-empty targets: checked before a
+    /// run starts, not when its first training step comes.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Request(m));
+        if self.rank == 0 {
+            return bad("LoRA rank must be at least 1".into());
+        }
+        if !(self.alpha.is_finite() && self.alpha > 0.0) {
+            return bad(format!("LoRA alpha must be a positive number, not {}", self.alpha));
+        }
+        if self.targets.is_empty() {
+            return bad(format!("no LoRA targets (known: {})", LORA_TARGETS.join(", ")));
+        }
+        if let Some(t) = self.targets.iter().find(|t| !LORA_TARGETS.contains(&t.as_str())) {
+            return bad(format!("unknown LoRA target `{t}` (known: {})", LORA_TARGETS.join(", ")));
+        }
+        Ok(())
+    }
+}
+
 /// The model with its trainable variables, in a forward pass whose every op has a backward.
 pub struct TrainableModel {
     pub model: Transformer,
@@ -72,15 +93,7 @@ impl TrainableModel {
                 })?
             }
             Adaptation::Lora(lora) => {
-                if lora.rank == 0 {
-                    return Err(Error::Request("LoRA rank must be at least 1".into()));
-                }
-                if let Some(bad) = lora.targets.iter().find(|t| !LORA_TARGETS.contains(&t.as_str())) {
-                    return Err(Error::Request(format!(
-                        "unknown LoRA target `{bad}` (known: {})",
-                        LORA_TARGETS.join(", ")
-                    )));
-                }
+                lora.check()?;
                 let mut rng = StdRng::seed_from_u64(seed);
                 let scale = lora.alpha / lora.rank as f64;
                 Transformer::build(config, weights, Kernels::Differentiable, &mut |name, w, b| {

@@ -67,12 +67,50 @@ pub struct SolverConfig {
     pub checkpoint_every: u64,
 }
 
+impl SolverConfig {
+    /// Every value in its range, checked before any model loads: the message names the
+    /// setting as the command line does.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let positive = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 { Ok(()) } else { Err(format!("--{name} must be a positive number, not {v}")) }
+        };
+        let at_least_one = |name: &str, v: u64| if v >= 1 { Ok(()) } else { Err(format!("--{name} must be at least 1")) };
+        match self.loss {
+            PreferenceLoss::Dpo { beta } | PreferenceLoss::Ipo { beta } | PreferenceLoss::Hinge { beta } => {
+                positive("beta", beta)?
+            }
+            PreferenceLoss::Simpo { beta, gamma } => {
+                positive("beta", beta)?;
+                if !gamma.is_finite() {
+                    return Err(format!("--gamma must be a finite number, not {gamma}"));
+                }
+            }
+            PreferenceLoss::Orpo { lambda } => positive("lambda", lambda)?,
+        }
+        positive("lr", self.lr)?;
+        at_least_one("epochs", self.epochs as u64)?;
+        at_least_one("micro-batch", self.micro_batch as u64)?;
+        at_least_one("grad-accum", self.grad_accum as u64)?;
+        at_least_one("checkpoint-every", self.checkpoint_every)?;
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            return Err(format!("--warmup-ratio must be in [0, 1), not {}", self.warmup_ratio));
+        }
+        for (name, v) in [("max-grad-norm", self.max_grad_norm), ("weight-decay", self.adamw.weight_decay)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("--{name} must be a number >= 0, not {v}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for SolverConfig {
-    /// eva's reference DPO settings, scaled for small models: β 0.1, cosine, warm-up 0.1.
+    /// eva's reference DPO settings, scaled for small models: β 0.1, learning rate 5e-5
+    /// (what `eva-host train` and `run` default to), cosine, warm-up 0.1.
     fn default() -> Self {
         Self {
             loss: PreferenceLoss::Dpo { beta: 0.1 },
-            lr: 5e-7,
+            lr: 5e-5,
             epochs: 1,
             micro_batch: 2,
             grad_accum: 1,
@@ -492,5 +530,21 @@ mod tests {
         for name in ["params.safetensors", "optimizer.safetensors", "state.json"] {
             assert_eq!(mode(&dir.join(name)), 0o666 & !umask, "{name}");
         }
+    }
+
+    #[test]
+    fn settings_out_of_range_are_named() {
+        assert_eq!(SolverConfig::default().check(), Ok(()));
+        let bad = |edit: &dyn Fn(&mut SolverConfig)| {
+            let mut c = SolverConfig::default();
+            edit(&mut c);
+            c.check().unwrap_err()
+        };
+        assert_eq!(bad(&|c| c.lr = 0.0), "--lr must be a positive number, not 0");
+        assert_eq!(bad(&|c| c.lr = f64::NAN), "--lr must be a positive number, not NaN");
+        assert_eq!(bad(&|c| c.micro_batch = 0), "--micro-batch must be at least 1");
+        assert_eq!(bad(&|c| c.warmup_ratio = 1.0), "--warmup-ratio must be in [0, 1), not 1");
+        assert_eq!(bad(&|c| c.loss = PreferenceLoss::Dpo { beta: -0.1 }), "--beta must be a positive number, not -0.1");
+        assert_eq!(bad(&|c| c.adamw.weight_decay = -1.0), "--weight-decay must be a number >= 0, not -1");
     }
 }
