@@ -74,7 +74,8 @@ impl SolverConfig {
         let positive = |name: &str, v: f64| {
             if v.is_finite() && v > 0.0 { Ok(()) } else { Err(format!("--{name} must be a positive number, not {v}")) }
         };
-        let at_least_one = |name: &str, v: u64| if v >= 1 { Ok(()) } else { Err(format!("--{name} must be at least 1")) };
+        let at_least_one =
+            |name: &str, v: u64| if v >= 1 { Ok(()) } else { Err(format!("--{name} must be at least 1")) };
         match self.loss {
             PreferenceLoss::Dpo { beta } | PreferenceLoss::Ipo { beta } | PreferenceLoss::Hinge { beta } => {
                 positive("beta", beta)?
