@@ -4,7 +4,7 @@ use anyhow::Result;
 use eva_engine::{GenerationParams, LanguageModel};
 use eva_reward::{Normalization, RewardItem, Scorer};
 
-use crate::run_cmd::store::{Answer, Answers, PromptRecord};
+use eva_loop::layout::{Answer, Answers, PromptRecord};
 
 /// An answer before it is scored.
 #[derive(serde::Serialize, serde::Deserialize)]

@@ -14,8 +14,9 @@ use eva_reward::Normalization;
 use serde::{Deserialize, Serialize};
 
 use crate::answering::{self, Draft};
+use crate::jsonl::read_prompts;
 use crate::reward_args::{RewardArgs, ScoringArgs};
-use crate::run_cmd::store::{Answer, PromptRecord, RunStore, read_prompts};
+use eva_loop::layout::{Answer, PromptRecord, RunStore};
 use stats::{Estimate, WinRate};
 
 #[derive(Args)]

@@ -1,9 +1,11 @@
-//! JSONL input files: one JSON object per line, errors naming file and line.
+//! JSONL input files (seed and held-out prompts, rows to score): one JSON object per line,
+//! errors naming file and line.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use eva_engine::Message;
+use eva_loop::layout::PromptRecord;
 use serde_json::{Map, Value};
 
 /// One object of a JSONL file and its line number (1-based).
@@ -54,6 +56,29 @@ pub fn prompt_messages(fields: &Map<String, Value>) -> Result<Vec<Message>, Stri
         }
         Some(_) => Ok(messages),
     }
+}
+
+/// The prompts of a JSONL file (`prompt` or `messages`, optional unique `id`, default
+/// `seed-LINE`), every line checked; errors name `FILE:LINE`.
+pub fn read_prompts(path: &Path) -> Result<Vec<PromptRecord>> {
+    let rows = read_rows(path)?;
+    let mut seen = std::collections::HashSet::new();
+    rows.iter()
+        .map(|row| {
+            let at = format!("{}:{}", path.display(), row.line);
+            let messages = prompt_messages(&row.fields).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+            let id = match row.fields.get("id") {
+                None => format!("seed-{}", row.line),
+                Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s.clone(),
+                Some(serde_json::Value::Number(n)) => n.to_string(),
+                Some(_) => bail!("{at}: `id` must be a non-empty string or a number"),
+            };
+            if !seen.insert(id.clone()) {
+                bail!("{at}: the id `{id}` is used twice");
+            }
+            Ok(PromptRecord { id, messages, origin: "seed".into(), parent: None, method: None })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@ mod eval_cmd;
 mod jsonl;
 mod logging;
 mod model_cmd;
-mod numbers;
 mod plugin_args;
 mod plugin_cmd;
 mod plugin_new;

@@ -14,7 +14,7 @@ use eva_plugin_registry::PluginLock;
 use serde::Serialize;
 
 use crate::eval_cmd::EvalSummary;
-use crate::run_cmd::store::{Answers, EvolvedRecord, Info, IterationSummary, PromptRecord, RunStore};
+use eva_loop::layout::{Answers, EvolvedRecord, Info, IterationSummary, PromptRecord, RunStore};
 use plot::{Chart, Series};
 
 #[derive(Args)]
@@ -116,7 +116,7 @@ fn load(dir: &Path) -> Result<Vec<Iteration>> {
 }
 
 fn mean(xs: &[f64]) -> f64 {
-    crate::numbers::mean(xs).unwrap_or(f64::NAN)
+    eva_loop::numbers::mean(xs).unwrap_or(f64::NAN)
 }
 
 /// The q-quantile of `xs`, linearly interpolated.
@@ -320,8 +320,8 @@ fn render(dir: &Path, lineage_count: usize) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run_cmd::store::Answer;
     use eva_engine::Message;
+    use eva_loop::layout::Answer;
     use eva_plugin_registry::LockedPlugin;
 
     fn prompt(id: &str, text: &str, origin: &str, parent: Option<&str>) -> PromptRecord {

@@ -3,9 +3,7 @@
 //! whose outputs land atomically under `RUN_DIR/iter-t/`; `--resume` continues after the
 //! last finished phase.
 
-mod dedup;
 mod generator;
-pub mod store;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,22 +14,21 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
 use eva_engine::{GenerationParams, LanguageModel, Message, Sampling, WeightFormat};
 use eva_plugin_registry::PluginLock;
-use eva_plugin_runtime::{
-    ChatMessage, Evolver, InfoMetric, Pairing, Plugin, Prompt, PromptResponses, PromptRewards, Role, Sampler,
-    ScoredResponse,
-};
+use eva_plugin_runtime::{Evolver, InfoMetric, Pairing, Plugin, PromptResponses, Role, Sampler, ScoredResponse};
 use eva_reward::Scorer;
-use rand::{SeedableRng, seq::SliceRandom};
 use serde::{Deserialize, Serialize};
 
 use crate::answering;
-use crate::numbers::mean;
+use crate::jsonl::read_prompts;
 use crate::plugin_args::PluginArgs;
 use crate::plugin_source::{PluginLoader, PluginSource};
 use crate::reward_args::RewardArgs;
 use crate::train_cmd::SolverArgs;
+use eva_loop::creator::{self, Evolution, phase_seed, plugin_prompt};
+use eva_loop::dedup::Seen;
+use eva_loop::layout::{Answers, IterationSummary, PairRecord, PhaseError, PromptRecord, RunStore};
+use eva_loop::numbers::mean;
 use generator::EngineGenerator;
-use store::{Answers, EvolvedRecord, Info, IterationSummary, PairRecord, PromptRecord, RunStore};
 
 /// The loop's settings: every key of `--config FILE` (TOML, kebab-case or snake_case) is
 /// one of these flags, and a flag given on the command line wins over the file.
@@ -237,30 +234,10 @@ pub fn trained_models(dir: &Path) -> Result<Option<TrainedModels>> {
     let summaries: Vec<IterationSummary> = store.read(&dir.join("metrics.jsonl"))?.unwrap_or_default();
     let mut last = None;
     for m in &summaries {
-        last = trained_model(&store, m)?.or(last);
+        last = store.trained_model(m)?.or(last);
     }
     let last = last.with_context(|| format!("{}: no iteration has finished training yet", dir.display()))?;
     Ok(Some(TrainedModels { last, base: config.model }))
-}
-
-/// The model a finished iteration trained, `None` when it had no pairs to train on; an
-/// error naming the directory when it trained one that is gone: never another model in
-/// its place.
-fn trained_model(store: &RunStore, m: &IterationSummary) -> Result<Option<PathBuf>> {
-    let model = store.iteration(m.iteration).join("model");
-    if m.pairs == 0 {
-        return Ok(None);
-    }
-    if !model.join("config.json").is_file() {
-        bail!(
-            "{} is missing or incomplete: iteration {} trained it on {} pairs, and what comes after it starts \
-             from it. Restore it from a copy of the run; eva does not put another model in its place",
-            model.display(),
-            m.iteration,
-            m.pairs
-        );
-    }
-    Ok(Some(model))
 }
 
 /// The first-party plugins, by role.
@@ -409,13 +386,6 @@ fn next_phase(store: &RunStore, s: &LoopSettings, summaries: &[IterationSummary]
     ];
     let phase = phases.iter().find(|(_, file, runs)| *runs && !dir.join(file).exists()).map_or("train", |p| p.0);
     format!("iter-{t}/{phase}")
-}
-
-fn to_plugin_prompt(p: &PromptRecord) -> Prompt {
-    Prompt {
-        id: p.id.clone(),
-        messages: p.messages.iter().map(|m| ChatMessage { role: m.role.clone(), content: m.content.clone() }).collect(),
-    }
 }
 
 /// The plugins of the run, by role: the user's (a `--replace` in place of the one of its
@@ -571,7 +541,7 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         store.read(&seeds_path)?.context("the run's seed.jsonl is missing")?
     } else {
         let Some(prompts) = &args.prompts else { bail!("--prompts SEED.jsonl is required for a new run") };
-        let seeds = store::read_prompts(prompts)?;
+        let seeds = read_prompts(prompts)?;
         std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
         store.write(&seeds_path, &seeds)?;
         write_config(&config_path, &config)?;
@@ -635,7 +605,7 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     };
     let mut policy_path = base.clone();
     let mut prompts = seeds.clone();
-    let mut seen = dedup::Seen::default();
+    let mut seen = Seen::default();
     seeds.iter().for_each(|p| seen.insert(&p.messages.last().expect("checked").content));
     let mut summaries: Vec<IterationSummary> = store.read(&args.out.join("metrics.jsonl"))?.unwrap_or_default();
     for t in 1..=s.iterations {
@@ -645,8 +615,8 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         if let Some(m) = summaries.iter().find(|m| m.iteration == t) {
             // Finished earlier: carry its prompts, seen set and policy on.
             prompts = store.read(&next_path)?.context("a finished iteration lacks prompts-next.jsonl")?;
-            remember_kept(&mut seen, &store.read(&dir.join("evolved.jsonl"))?.unwrap_or_default());
-            if let Some(model) = trained_model(&store, m)? {
+            creator::remember_kept(&mut seen, &store.read(&dir.join("evolved.jsonl"))?.unwrap_or_default());
+            if let Some(model) = store.trained_model(m)? {
                 policy_path = model;
             }
             continue;
@@ -657,8 +627,8 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
                 .with_context(|| format!("loading the policy {}", policy_path.display()))?,
         );
         let seed = s.solver.seed ^ (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let answer = |records: &[PromptRecord], scorer: &mut Scorer, what: &str| -> Result<Vec<Answers>> {
-            respond_and_score(&policy, records, s, seed, scorer, what)
+        let answer = |records: &[PromptRecord], scorer: &mut Scorer, what: &str| -> Result<Vec<Answers>, PhaseError> {
+            Ok(respond_and_score(&policy, records, s, seed, scorer, what)?)
         };
 
         // Creator.
@@ -667,67 +637,29 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         let (next, infos, selected, evolved) = if s.no_evolve {
             (store.phase("mix", &next_path, || Ok(prompts.clone()))?, vec![], vec![], vec![])
         } else {
-            let infos = store.phase("info", &dir.join("info.jsonl"), || {
-                info.plugin_mut().reseed(phase_seed(seed, "info"));
-                let items: Vec<PromptRewards> = prompts
-                    .iter()
-                    .zip(&answers)
-                    .map(|(p, a)| PromptRewards {
-                        prompt: to_plugin_prompt(p),
-                        rewards: a.answers.iter().map(|a| a.reward).collect(),
-                        token_counts: a.answers.iter().map(|a| a.tokens).collect(),
-                    })
-                    .collect();
-                let scores = info.score_batch(&items)?;
-                Ok(prompts.iter().zip(scores).map(|(p, info)| Info { id: p.id.clone(), info }).collect())
-            })?;
+            let infos =
+                store.phase("info", &dir.join("info.jsonl"), || creator::info(&mut info, &prompts, &answers, seed))?;
             let selected = store.phase("select", &dir.join("selected.jsonl"), || {
-                sampler.plugin_mut().reseed(phase_seed(seed, "select"));
-                let count = ((prompts.len() as f64 * s.sample_fraction).ceil() as usize).clamp(1, prompts.len());
-                let scores: Vec<f64> = infos.iter().map(|i| i.info).collect();
-                Ok(sampler.sample(&scores, count)?.into_iter().map(|i| infos[i].clone()).collect::<Vec<Info>>())
+                creator::sample(&mut sampler, &infos, s.sample_fraction, seed)
             })?;
             let evolved = store.phase("evolve", &dir.join("evolved.jsonl"), || {
-                evolver.plugin_mut().reseed(phase_seed(seed, "evolve"));
-                let by_id: HashMap<&str, &PromptRecord> = prompts.iter().map(|p| (p.id.as_str(), p)).collect();
-                let parents: Vec<&PromptRecord> = selected.iter().map(|i| by_id[i.id.as_str()]).collect();
-                let input: Vec<Prompt> = parents.iter().map(|p| to_plugin_prompt(p)).collect();
+                let unfit = |m: &[Message]| Ok(too_long_for(&policy, m, s.max_new_tokens)?);
                 let generator =
                     Arc::new(EngineGenerator { model: policy.clone(), max_tokens: s.evolve_max_tokens, seed });
-                let out = evolver.evolve(&input, generator)?;
-                // Variants of this phase are compared with each other too.
-                let mut new = dedup::Seen::default();
-                out.into_iter()
-                    .enumerate()
-                    .map(|(k, e)| {
-                        let id = format!("t{t}-e{k}");
-                        let messages: Vec<Message> =
-                            e.messages.iter().map(|m| Message::new(m.role.as_str(), m.content.as_str())).collect();
-                        let text = &messages.last().expect("validated").content;
-                        let too_long = too_long_for(&policy, &messages, s.max_new_tokens)?;
-                        if let Some(why) = &too_long {
-                            tracing::warn!(plugin = evolver.plugin().name(), variant = id, "dropped: {why}");
-                        }
-                        let dropped_because = too_long
-                            .or_else(|| seen.duplicate(text, s.dedup_threshold))
-                            .or_else(|| new.duplicate(text, s.dedup_threshold));
-                        if dropped_because.is_none() {
-                            new.insert(text);
-                        }
-                        Ok(EvolvedRecord {
-                            id,
-                            parent: parents[e.parent as usize].id.clone(),
-                            method: e.method,
-                            messages,
-                            kept: dropped_because.is_none(),
-                            dropped_because,
-                        })
-                    })
-                    .collect()
+                let step = Evolution {
+                    iteration: t,
+                    seed,
+                    generator,
+                    seen: &seen,
+                    dedup_threshold: s.dedup_threshold,
+                    unfit: &unfit,
+                };
+                creator::evolve(&mut evolver, &prompts, &selected, step)
             })?;
             // Loaded or computed alike, the kept variants join the seen set.
-            remember_kept(&mut seen, &evolved);
-            let next = store.phase("mix", &next_path, || Ok(mix(&prompts, &evolved, s.buffer_fraction, seed)))?;
+            creator::remember_kept(&mut seen, &evolved);
+            let next =
+                store.phase("mix", &next_path, || Ok(creator::mix(&prompts, &evolved, s.buffer_fraction, seed)))?;
             (next, infos, selected, evolved)
         };
 
@@ -743,7 +675,7 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
             let items: Vec<PromptResponses> = next
                 .iter()
                 .map(|p| PromptResponses {
-                    prompt: to_plugin_prompt(p),
+                    prompt: plugin_prompt(p),
                     responses: all[p.id.as_str()]
                         .answers
                         .iter()
@@ -805,18 +737,6 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     Ok(())
 }
 
-/// The seed of a plugin's random stream in one phase: a resumed run that skips finished
-/// phases still draws, in the phases it runs, what an uninterrupted run drew.
-fn phase_seed(iteration_seed: u64, phase: &str) -> u64 {
-    phase.bytes().fold(iteration_seed, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
-}
-
-fn remember_kept(seen: &mut dedup::Seen, evolved: &[EvolvedRecord]) {
-    for e in evolved.iter().filter(|e| e.kept) {
-        seen.insert(&e.messages.last().map(|m| m.content.clone()).unwrap_or_default());
-    }
-}
-
 /// Why an evolved prompt cannot be answered by the policy: it and the longest answer
 /// (`max_new_tokens`) do not fit the model's context under its chat template. Checked in
 /// the evolve phase, so such a prompt is dropped there, by name, and never poisons the
@@ -857,33 +777,6 @@ fn one_screen(m: &IterationSummary) -> String {
         m.mean_prompt_words,
         m.pairs
     )
-}
-
-/// X'_t: the kept evolved prompts and a uniform draw of old ones, `buffer_fraction` of
-/// the total. Without any kept prompt, X_t carries on unchanged.
-fn mix(old: &[PromptRecord], evolved: &[EvolvedRecord], buffer_fraction: f64, seed: u64) -> Vec<PromptRecord> {
-    let kept: Vec<PromptRecord> = evolved
-        .iter()
-        .filter(|e| e.kept)
-        .map(|e| PromptRecord {
-            id: e.id.clone(),
-            messages: e.messages.clone(),
-            origin: "evolved".into(),
-            parent: Some(e.parent.clone()),
-            method: Some(e.method.clone()),
-        })
-        .collect();
-    if kept.is_empty() {
-        tracing::warn!("no evolved prompt survived: X_t carries on");
-        return old.to_vec();
-    }
-    let n_old = ((kept.len() as f64 * buffer_fraction / (1.0 - buffer_fraction)).round() as usize).min(old.len());
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut buffer: Vec<PromptRecord> = old.to_vec();
-    buffer.shuffle(&mut rng);
-    buffer.truncate(n_old);
-    buffer.iter_mut().for_each(|p| p.origin = "buffer".into());
-    kept.into_iter().chain(buffer).collect()
 }
 
 /// n sampled answers per prompt, scored.

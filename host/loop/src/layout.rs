@@ -1,18 +1,47 @@
-//! The run directory: the only code that reads and writes it. Every file is written
-//! atomically, and a phase is done exactly when its file exists, so `--resume` loads
-//! finished phases and recomputes nothing. The phase index (`phases.json`) records each
-//! written file's row count and digest: a finished file that was cut or edited later is
-//! refused by name instead of being used.
+//! The run directory: the only code that knows its file names, reads and writes it. Every
+//! file is written atomically, and a phase is done exactly when its file exists, so a
+//! resumed run loads finished phases and recomputes nothing. The phase index
+//! (`phases.json`) records each written file's row count and digest: a finished file that
+//! was cut or edited later is refused by name instead of being used.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use eva_engine::Message;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::jsonl::{prompt_messages, read_rows};
+/// What can go wrong with a run directory; every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {path}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("writing {path}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line} is damaged")]
+    Damaged { path: PathBuf, line: usize, source: serde_json::Error },
+    #[error("{path} is not UTF-8")]
+    NotText { path: PathBuf },
+    #[error(
+        "{path} has {} rows (sha256 {}), but when it was written it had {} rows (sha256 {}), as {index} records: \
+         the file was cut or changed since. Restore it, or delete it and the files of the phases after it to \
+         compute them again",
+        found.rows, &found.sha256[..12], recorded.rows, &recorded.sha256[..12]
+    )]
+    Changed { path: PathBuf, found: IndexEntry, recorded: IndexEntry, index: PathBuf },
+    #[error(
+        "{model} is missing or incomplete: iteration {iteration} trained it on {pairs} pairs, and what comes after \
+         it starts from it. Restore it from a copy of the run; eva does not put another model in its place"
+    )]
+    MissingModel { model: PathBuf, iteration: usize, pairs: usize },
+    #[error("phase `{phase}`")]
+    Phase { phase: String, source: PhaseError },
+}
+
+/// Why a phase could not compute its rows: whatever its step reported.
+pub type PhaseError = Box<dyn std::error::Error + Send + Sync>;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A prompt of some X_t, with its lineage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,29 +124,6 @@ pub struct IterationSummary {
     pub last_margin: Option<f64>,
 }
 
-/// The prompts of a JSONL file (`prompt` or `messages`, optional unique `id`, default
-/// `seed-LINE`), every line checked; errors name `FILE:LINE`.
-pub fn read_prompts(path: &Path) -> Result<Vec<PromptRecord>> {
-    let rows = read_rows(path)?;
-    let mut seen = std::collections::HashSet::new();
-    rows.iter()
-        .map(|row| {
-            let at = format!("{}:{}", path.display(), row.line);
-            let messages = prompt_messages(&row.fields).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-            let id = match row.fields.get("id") {
-                None => format!("seed-{}", row.line),
-                Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s.clone(),
-                Some(serde_json::Value::Number(n)) => n.to_string(),
-                Some(_) => bail!("{at}: `id` must be a non-empty string or a number"),
-            };
-            if !seen.insert(id.clone()) {
-                bail!("{at}: the id `{id}` is used twice");
-            }
-            Ok(PromptRecord { id, messages, origin: "seed".into(), parent: None, method: None })
-        })
-        .collect()
-}
-
 /// What the phase index records of one file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexEntry {
@@ -151,8 +157,8 @@ impl RunStore {
         if !path.is_file() {
             return Ok(BTreeMap::new());
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
+        serde_json::from_str(&text).map_err(|source| Error::Damaged { path, line: 1, source })
     }
 
     fn index_key(&self, path: &Path) -> String {
@@ -164,31 +170,26 @@ impl RunStore {
         let mut index = self.index()?;
         index.insert(self.index_key(path), entry);
         let text = serde_json::to_string_pretty(&index).expect("the index serializes") + "\n";
-        let at = self.index_path();
-        eva_engine::atomic::write_file(&at, text.as_bytes()).with_context(|| format!("writing {}", at.display()))
+        let path = self.index_path();
+        eva_engine::atomic::write_file(&path, text.as_bytes()).map_err(|source| Error::Write { path, source })
     }
 
     /// The bytes of `path`, checked against the index when it records the file.
     fn read_checked(&self, path: &Path) -> Result<(String, Option<IndexEntry>)> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
         let found = entry_of(&bytes);
         let recorded = self.index()?.remove(&self.index_key(path));
         if let Some(want) = &recorded
             && *want != found
         {
-            bail!(
-                "{} has {} rows (sha256 {}), but when it was written it had {} rows (sha256 {}), as {} records: \
-                 the file was cut or changed since. Restore it, or delete it and the files of the phases after it \
-                 to compute them again",
-                path.display(),
-                found.rows,
-                &found.sha256[..12],
-                want.rows,
-                &want.sha256[..12],
-                self.index_path().display()
-            );
+            return Err(Error::Changed {
+                path: path.to_owned(),
+                found,
+                recorded: want.clone(),
+                index: self.index_path(),
+            });
         }
-        let text = String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
+        let text = String::from_utf8(bytes).map_err(|_| Error::NotText { path: path.to_owned() })?;
         Ok((text, recorded))
     }
 
@@ -211,10 +212,11 @@ impl RunStore {
     /// reader could find it between its write and the index's. Returns its text.
     pub fn rewrite<T: Serialize>(&self, path: &Path, rows: &[T]) -> Result<String> {
         let text: String = rows.iter().map(|r| serde_json::to_string(r).expect("json") + "\n").collect();
+        let write = |source| Error::Write { path: path.to_owned(), source };
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(write)?;
         }
-        eva_engine::atomic::write_file(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+        eva_engine::atomic::write_file(path, text.as_bytes()).map_err(write)?;
         Ok(text)
     }
 
@@ -224,7 +226,7 @@ impl RunStore {
         &self,
         name: &str,
         path: &Path,
-        compute: impl FnOnce() -> Result<Vec<T>>,
+        compute: impl FnOnce() -> Result<Vec<T>, PhaseError>,
     ) -> Result<Vec<T>> {
         if path.is_file() {
             let (text, recorded) = self.read_checked(path)?;
@@ -238,7 +240,7 @@ impl RunStore {
             return Ok(rows);
         }
         let _span = tracing::info_span!("phase", name).entered();
-        let rows = compute().with_context(|| format!("phase `{name}`"))?;
+        let rows = compute().map_err(|source| Error::Phase { phase: name.to_owned(), source })?;
         self.write(path, &rows)?;
         Ok(rows)
     }
@@ -266,8 +268,22 @@ impl RunStore {
             Ok(())
         }
         let mut removed = 0;
-        walk(&self.dir, &mut removed).with_context(|| format!("cleaning {}", self.dir.display()))?;
+        walk(&self.dir, &mut removed).map_err(|source| Error::Write { path: self.dir.clone(), source })?;
         Ok(removed)
+    }
+
+    /// The model a finished iteration trained, `None` when it had no pairs to train on; an
+    /// error naming the directory when it trained one that is gone: never another model in
+    /// its place.
+    pub fn trained_model(&self, m: &IterationSummary) -> Result<Option<PathBuf>> {
+        let model = self.iteration(m.iteration).join("model");
+        if m.pairs == 0 {
+            return Ok(None);
+        }
+        if !model.join("config.json").is_file() {
+            return Err(Error::MissingModel { model, iteration: m.iteration, pairs: m.pairs });
+        }
+        Ok(Some(model))
     }
 }
 
@@ -278,7 +294,9 @@ fn entry_of(bytes: &[u8]) -> IndexEntry {
 fn parse_rows<T: DeserializeOwned>(path: &Path, text: &str) -> Result<Vec<T>> {
     text.lines()
         .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{} is damaged", path.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|source| Error::Damaged { path: path.to_owned(), line: i + 1, source })
+        })
         .collect()
 }
 

@@ -1,0 +1,24 @@
+//! The eva loop as a library, in the paper's words.
+//!
+//! One iteration t of eva turns a prompt set X_t and a policy θ_t into X_{t+1} and
+//! θ_{t+1}:
+//! - the **creator** ([`creator`]) answers X_t, scores how informative each prompt is
+//!   (*info*), picks prompts to evolve (*sample*), rewrites them (*evolve*, deduplicated
+//!   against every prompt seen, see [`dedup`]) and joins the kept variants with a buffer
+//!   of old prompts (*mix*) into X'_t;
+//! - the **solver** answers the new prompts, builds preference *pairs* and trains θ_t on
+//!   them into θ_{t+1}.
+//!
+//! Every step is a phase whose output is one file of the run directory, written
+//! atomically; [`layout`] is the only code that knows those files, and its phase index
+//! refuses a finished file that was cut or changed. The creator's policies are traits
+//! ([`creator::InfoMetric`], [`creator::Sampler`], [`creator::Evolver`]) implemented by
+//! the Wasm plugins of `eva-plugin-runtime` and by plain Rust values alike.
+//!
+//! `eva-host run` drives these steps with the in-process engine; the library prints
+//! nothing itself (it logs through `tracing`).
+
+pub mod creator;
+pub mod dedup;
+pub mod layout;
+pub mod numbers;
