@@ -14,7 +14,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
 use eva_engine::{GenerationParams, LanguageModel, Message, Sampling, WeightFormat};
 use eva_plugin_registry::PluginLock;
-use eva_plugin_runtime::{Evolver, InfoMetric, Pairing, Plugin, PromptResponses, Role, Sampler, ScoredResponse};
+use eva_plugin_runtime::{Evolver, InfoMetric, Pairing, Plugin, Role, Sampler};
 use eva_reward::Scorer;
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +24,7 @@ use crate::plugin_args::PluginArgs;
 use crate::plugin_source::{PluginLoader, PluginSource};
 use crate::reward_args::RewardArgs;
 use crate::train_cmd::SolverArgs;
-use eva_loop::creator::{self, Evolution, phase_seed, plugin_prompt};
+use eva_loop::creator::{self, Evolution};
 use eva_loop::dedup::Seen;
 use eva_loop::layout::{Answers, IterationSummary, PairRecord, PhaseError, PromptRecord, RunStore};
 use eva_loop::numbers::mean;
@@ -670,36 +670,8 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
             answer(&fresh, &mut scorer, "answering X'_t")
         })?;
         let all: HashMap<&str, &Answers> = answers.iter().chain(&fresh_answers).map(|a| (a.id.as_str(), a)).collect();
-        let pairs = store.phase("pair", &dir.join("pairs.jsonl"), || {
-            pairing.plugin_mut().reseed(phase_seed(seed, "pair"));
-            let items: Vec<PromptResponses> = next
-                .iter()
-                .map(|p| PromptResponses {
-                    prompt: plugin_prompt(p),
-                    responses: all[p.id.as_str()]
-                        .answers
-                        .iter()
-                        .map(|a| ScoredResponse { text: a.text.clone(), reward: a.reward, tokens: a.tokens })
-                        .collect(),
-                })
-                .collect();
-            let chosen = pairing.pair_batch(&items)?;
-            Ok(next
-                .iter()
-                .zip(chosen)
-                .flat_map(|(p, prefs)| {
-                    let a = &all[p.id.as_str()].answers;
-                    prefs.into_iter().map(move |pr| PairRecord {
-                        id: p.id.clone(),
-                        prompt: p.messages.clone(),
-                        chosen: a[pr.chosen as usize].text.clone(),
-                        rejected: a[pr.rejected as usize].text.clone(),
-                        chosen_reward: a[pr.chosen as usize].reward,
-                        rejected_reward: a[pr.rejected as usize].reward,
-                    })
-                })
-                .collect())
-        })?;
+        let pairs = store
+            .phase("pair", &dir.join("pairs.jsonl"), || eva_loop::solver::pair(&mut pairing, &next, &all, seed))?;
         let losses = train(&store, &policy, &pairs, &s.solver, &dir.join("train"), &model_dir)?;
         drop(policy);
         if model_dir.is_dir() {

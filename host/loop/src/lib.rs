@@ -6,13 +6,14 @@
 //!   (*info*), picks prompts to evolve (*sample*), rewrites them (*evolve*, deduplicated
 //!   against every prompt seen, see [`dedup`]) and joins the kept variants with a buffer
 //!   of old prompts (*mix*) into X'_t;
-//! - the **solver** answers the new prompts, builds preference *pairs* and trains θ_t on
-//!   them into θ_{t+1}.
+//! - the **solver** ([`solver`]) answers the new prompts, builds preference *pairs* and
+//!   trains θ_t on them into θ_{t+1}.
 //!
 //! Every step is a phase whose output is one file of the run directory, written
 //! atomically; [`layout`] is the only code that knows those files, and its phase index
 //! refuses a finished file that was cut or changed. The creator's policies are traits
-//! ([`creator::InfoMetric`], [`creator::Sampler`], [`creator::Evolver`]) implemented by
+//! ([`creator::InfoMetric`], [`creator::Sampler`], [`creator::Evolver`],
+//! [`solver::Pairing`]) implemented by
 //! the Wasm plugins of `eva-plugin-runtime` and by plain Rust values alike.
 //!
 //! `eva-host run` drives these steps with the in-process engine; the library prints
@@ -22,3 +23,4 @@ pub mod creator;
 pub mod dedup;
 pub mod layout;
 pub mod numbers;
+pub mod solver;
