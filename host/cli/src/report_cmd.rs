@@ -13,7 +13,7 @@ use clap::Args;
 use eva_plugin_registry::PluginLock;
 use serde::Serialize;
 
-use crate::eval_cmd::EvalSummary;
+use crate::stats::EvalSummary;
 use eva_loop::layout::{Answers, EvolvedRecord, Info, IterationSummary, PromptRecord, RunStore};
 use plot::{Chart, Series};
 

@@ -94,7 +94,7 @@ impl RewardArgs {
             RewardKind::Judge => {
                 let path = match &self.reward_model {
                     Some(p) => p.clone(),
-                    None => crate::model_cmd::fetch_default()?,
+                    None => crate::models::fetch_default()?,
                 };
                 let model = LanguageModel::load(&path, WeightFormat::F32)
                     .with_context(|| format!("loading the judge {}", path.display()))?;

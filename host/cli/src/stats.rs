@@ -1,7 +1,24 @@
-//! Confidence intervals for an evaluation over n prompts.
+//! An evaluation's summary (`eval.json`) and its confidence intervals over n prompts.
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+
+/// `eval.json`.
+#[derive(Serialize, Deserialize)]
+pub struct EvalSummary {
+    pub model: PathBuf,
+    pub baseline: PathBuf,
+    pub reward: String,
+    pub prompts: usize,
+    pub confidence: f64,
+    pub model_reward: Estimate,
+    pub baseline_reward: Estimate,
+    /// Paired: the model's reward minus the baseline's, per prompt.
+    pub difference: Estimate,
+    pub win_rate: WinRate,
+}
 
 /// A mean and its two-sided confidence interval (`None` with fewer than two samples).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
