@@ -6,10 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use eva_plugin_registry::signature::{PublicKey, TrustedKeys};
 use eva_plugin_runtime::{Limits, PluginOptions, RawValue};
-
-use crate::plugin_source::PluginLoader;
 
 /// How plugins are configured and sandboxed. Plugins are named by the name they declare
 /// (`eva-host plugin inspect` shows it).
@@ -59,12 +56,6 @@ pub struct PluginSettings {
 }
 
 impl PluginArgs {
-    /// The loader of a command's plugins: these settings, registries and trusted keys.
-    pub fn loader(&self) -> Result<PluginLoader> {
-        let keys = self.require_signed.iter().map(|p| PublicKey::read(p)).collect::<Result<Vec<_>, _>>()?;
-        PluginLoader::new(self.settings()?, self.insecure_registries.clone(), TrustedKeys::new(keys))
-    }
-
     pub fn settings(&self) -> Result<PluginSettings> {
         let mut s = PluginSettings::default();
         if let Some(t) = self.timeout {

@@ -12,7 +12,7 @@ use eva_plugin_runtime::{Inspection, Role};
 
 use crate::plugin_args::PluginArgs;
 use crate::plugin_new::{Lang, parse_role};
-use crate::plugin_source::PluginSource;
+use crate::plugin_source::{PluginLoader, PluginSource};
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
@@ -130,7 +130,7 @@ pub enum BindgenLang {
 pub fn run(cmd: PluginCommand) -> Result<()> {
     match cmd {
         PluginCommand::Inspect { source, plugins } => {
-            let loader = plugins.loader()?;
+            let loader = PluginLoader::from_args(&plugins)?;
             let plugin = loader.load(&source, false)?;
             loader.check_names(&[])?;
             print!("{}", Inspection(&plugin));
@@ -163,7 +163,7 @@ pub fn run(cmd: PluginCommand) -> Result<()> {
             print_paths(eva_plugin_build::contract::c_bindings(&world, &out)?)
         }
         PluginCommand::Publish { file, reference, sign, plugins } => {
-            let loader = plugins.loader()?;
+            let loader = PluginLoader::from_args(&plugins)?;
             // Load it first: only a working eva plugin is published, with its own metadata.
             let plugin = loader.load(&PluginSource::File(file.clone()), true)?;
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -194,7 +194,7 @@ pub fn run(cmd: PluginCommand) -> Result<()> {
             Ok(())
         }
         PluginCommand::Pull { reference, plugins } => {
-            let (pulled, signed_by) = plugins.loader()?.pull(&reference)?;
+            let (pulled, signed_by) = PluginLoader::from_args(&plugins)?.pull(&reference)?;
             let signed = signed_by.map(|k| format!(", signed by {k}")).unwrap_or_default();
             eprintln!("{} ({}{signed})", pulled.pinned, pulled.component_digest);
             println!("{}", pulled.path.display());

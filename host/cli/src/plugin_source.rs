@@ -9,11 +9,11 @@ use std::fmt;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use eva_plugin_registry::signature::TrustedKeys;
+use eva_plugin_registry::signature::{PublicKey, TrustedKeys};
 use eva_plugin_registry::{ClientOptions, LockedPlugin, PluginLock, PluginRef, Pulled, RegistryClient};
 use eva_plugin_runtime::{Plugin, PluginEngine, PluginOptions, Role};
 
-use crate::plugin_args::PluginSettings;
+use crate::plugin_args::{PluginArgs, PluginSettings};
 
 /// A component file, or a plugin in a registry.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +88,12 @@ struct Fetched {
 }
 
 impl PluginLoader {
+    /// The loader of a command's plugins: its settings, registries and trusted keys.
+    pub fn from_args(args: &PluginArgs) -> Result<Self> {
+        let keys = args.require_signed.iter().map(|p| PublicKey::read(p)).collect::<Result<Vec<_>, _>>()?;
+        PluginLoader::new(args.settings()?, args.insecure_registries.clone(), TrustedKeys::new(keys))
+    }
+
     pub fn new(settings: PluginSettings, insecure: Vec<String>, trusted: TrustedKeys) -> Result<Self> {
         Ok(PluginLoader {
             settings,

@@ -70,7 +70,7 @@ pub struct ScoringArgs {
 impl ScoringArgs {
     /// The reward backend, with the plugin settings checked against what was loaded.
     pub fn scorer(&self) -> Result<Scorer> {
-        let loader = self.plugins.loader()?;
+        let loader = PluginLoader::from_args(&self.plugins)?;
         let scorer = self.reward.scorer(&loader)?;
         loader.check_names(&[])?;
         Ok(scorer)

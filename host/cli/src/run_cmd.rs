@@ -420,7 +420,7 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         }
     }
     eva_engine::threads::set_threads(args.threads);
-    let mut loader = config.plugin_args.loader()?;
+    let mut loader = PluginLoader::from_args(&config.plugin_args)?;
     // A resumed run uses the plugins it started with (but those --replace names); a new
     // one those of --plugin-lock.
     let lock_path = args.out.join("plugins.lock");
