@@ -41,6 +41,51 @@ fn sampling_is_seeded_and_independent_of_batching() {
     assert_ne!(a, other, "another seed, other samples");
 }
 
+/// `--weights native` (the file's own Q4_1, activations rounded to 8 bits per block): a
+/// prompt's logits and greedy answer are the same alone and in a batch of prompts of other
+/// lengths, bit for bit. Rounding to 8 bits turns any last-bit difference into a visibly
+/// different number, so a row must be computed exactly as it is alone: no shifted rope
+/// positions from left padding, no sums reordered by the rest of the batch.
+#[test]
+fn native_weights_compute_a_row_the_same_in_any_batch() {
+    let m = LanguageModel::load(&default_model(), WeightFormat::Native).expect("loading the default model (native)");
+    let p: Vec<Vec<u32>> = [
+        "Write a haiku about autumn leaves falling.",
+        "Hi",
+        "Explain in three sentences why the sky is blue, then give one everyday example of the same effect.",
+        "Name three colours.",
+    ]
+    .iter()
+    .map(|q| m.chat_prompt(&[Message::new("user", *q)]).unwrap())
+    .collect();
+    let lengths: std::collections::HashSet<usize> = p.iter().map(Vec::len).collect();
+    assert_eq!(lengths.len(), 4, "four prompts of different lengths");
+    let params =
+        GenerationParams { sampling: Sampling::GREEDY, max_new_tokens: 32, prompts_per_batch: 4, ..Default::default() };
+    let together = m.generate(&p, &params, &mut |_| {}).unwrap();
+    for (i, prompt) in p.iter().enumerate() {
+        let alone = m.generate(std::slice::from_ref(prompt), &params, &mut |_| {}).unwrap();
+        assert_eq!(alone[0], together[i], "prompt {i}: its greedy answer depends on the rest of its batch");
+        let beside_one = m.generate(&[prompt.clone(), p[(i + 1) % 4].clone()], &params, &mut |_| {}).unwrap();
+        assert_eq!(beside_one[0], together[i], "prompt {i}: its greedy answer depends on the rest of its batch");
+    }
+    // The logits themselves, bit for bit: prefill, then decode steps of every row.
+    let d = m.decoder.as_ref().expect("native generation runs on the quantized decoder");
+    let mut batch = eva_engine::decode::DecodeCache::new(d, 4);
+    let mut alone = eva_engine::decode::DecodeCache::new(d, 1);
+    let refs: Vec<&[u32]> = p.iter().map(Vec::as_slice).collect();
+    let mut logits = d.step(&mut batch, &refs).unwrap();
+    let mut own = d.step(&mut alone, &refs[2..3]).unwrap();
+    for step in 0..4 {
+        assert!(logits[2] == own[0], "step {step}: the row's logits depend on the rest of its batch");
+        let argmax = |l: &Vec<f32>| (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap() as u32;
+        let next: Vec<u32> = logits.iter().map(argmax).collect();
+        let next_refs: Vec<&[u32]> = next.iter().map(std::slice::from_ref).collect();
+        logits = d.step(&mut batch, &next_refs).unwrap();
+        own = d.step(&mut alone, &next_refs[2..3]).unwrap();
+    }
+}
+
 #[test]
 fn greedy_answers_are_coherent_and_stop_at_eos() {
     let m = model();

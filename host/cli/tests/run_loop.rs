@@ -298,7 +298,7 @@ fn a_run_cut_back_after_the_first_evolve_phase_resumes_into_the_same_second_iter
     assert!(!fresh.join("iter-1").exists(), "nothing was run");
 }
 
-/// `--weights q8_0` samples answers and evolutions on the 8-bit decoder, and is saved with
+/// `--weights q8_0` samples answers and evolutions on the quantized decoder, and is saved with
 /// the run like every loop setting.
 #[test]
 fn eight_bit_sampling_is_a_saved_loop_setting() {
@@ -310,7 +310,10 @@ fn eight_bit_sampling_is_a_saved_loop_setting() {
     let config = std::fs::read_to_string(out_dir.join("config.toml")).unwrap();
     assert!(config.contains("weights = \"q8_0\""), "{config}");
     let log = std::fs::read_to_string(out_dir.join("run.log")).unwrap();
-    assert!(log.contains("generation runs on the 8-bit decoder"), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("generation runs on the quantized decoder") && l.contains("format=q8_0")),
+        "{log}"
+    );
     let answers = rows(&out_dir.join("iter-1/answers.jsonl"));
     assert!(answers.iter().all(|a| a["answers"].as_array().unwrap().len() == 2));
     assert_eq!(rows(&out_dir.join("metrics.jsonl")).len(), 1, "the iteration finished");

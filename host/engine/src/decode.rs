@@ -1,30 +1,54 @@
-//! Generation on the CPU without candle: the same forward pass as [`Transformer`], for
-//! 8-bit weights ([`Int8Matrix`]), written as plain loops over one step's tokens.
+//! Generation on the CPU without candle's graph: the same forward pass as
+//! [`Transformer`], for quantized weights (eva's 8-bit [`Int8Matrix`], or a GGUF file's
+//! own quantization through candle's quantized kernels), written as plain loops over one
+//! step's tokens.
 //!
 //! A decode step of a small model is hundreds of tiny operations; through candle each
 //! allocates a tensor and dispatches a kernel, which cost more than the arithmetic
 //! (measured: 10 ms of a 18 ms SmolLM2 step). Here a step is one pass over the layers
 //! with a handful of buffers. Every row of the batch has its own cache and length, so
 //! prompts need no padding, and prefill and decode are the same call: each row feeds
-//! any number of tokens. `tests/tiny_model.rs` checks the logits against [`Transformer`]
-//! with the same 8-bit weights, for every family.
+//! any number of tokens.
+//!
+//! A row computes the same numbers in any batch: its positions start at 0 whatever the
+//! other rows' lengths, attention reads only its own cache, and every projection computes
+//! a row from that row alone. This matters most for quantized weights: activations are
+//! rounded to 8 bits per block, so the last-bit differences that batching makes in an
+//! f32 computation (left padding shifting rope positions, sums reordered by a longer
+//! padded row) flip roundings and grow into different greedy tokens.
+//! `tests/tiny_model.rs` checks the logits against [`Transformer`] with the same weights,
+//! for every family, and that a row's logits do not depend on the rest of its batch.
 
 use std::sync::Arc;
 
-use candle_core::{Storage, Tensor};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Storage, Tensor};
 use rayon::prelude::*;
 
 use crate::config::{Activation, Head, ModelConfig, RopeScaling};
 use crate::int8::Int8Matrix;
-use crate::model::{Linear, Transformer};
+use crate::model::{InferenceWeights, Linear, Transformer};
 
-/// A projection: 8-bit weights and an optional f32 bias.
+/// A projection: its weights and an optional f32 bias.
 #[derive(Debug, Clone)]
 struct Projection {
-    w: Arc<Int8Matrix>,
+    w: ProjectionWeights,
     bias: Option<Vec<f32>>,
 }
 
+/// What a projection computes with. Whatever the kind, a row's output depends on that row
+/// alone, never on the other rows of the call: a row's logits must not depend on which
+/// prompts share its batch.
+#[derive(Debug, Clone)]
+enum ProjectionWeights {
+    /// eva's 8-bit weights ([`WeightFormat::Q8_0`](crate::WeightFormat::Q8_0)).
+    Int8(Arc<Int8Matrix>),
+    /// A GGUF file's own quantization ([`WeightFormat::Native`](crate::WeightFormat::Native)),
+    /// computed by candle's CPU kernels.
+    Quantized(Arc<QTensor>),
+    /// f32 `[out, in]`, row-major: a matrix the file keeps unquantized.
+    Dense { w: Vec<f32>, cols: usize },
+}
 #[derive(Debug, Clone)]
 struct DecodeLayer {
     input_norm: Vec<f32>,
@@ -117,21 +141,105 @@ fn to_vec(t: &Tensor) -> candle_core::Result<Vec<f32>> {
 }
 
 impl Projection {
+    /// The projection of `linear`, when it is one the decoder computes: no adapter.
     fn of(linear: &Linear) -> Option<candle_core::Result<Self>> {
-        let (w, bias) = linear.as_int8()?;
-        Some(bias.map(to_vec).transpose().map(|bias| Self { w: w.clone(), bias }))
+        let (w, bias) = linear.inference_weights()?;
+        let w = match w {
+            InferenceWeights::Int8(m) => Ok(ProjectionWeights::Int8(m.clone())),
+            InferenceWeights::Quantized(q) => Ok(ProjectionWeights::Quantized(q.clone())),
+            InferenceWeights::Dense(w) => w.dims2().and_then(|(_, cols)| {
+                let w = w.to_dtype(candle_core::DType::F32).and_then(|w| to_vec(&w))?;
+                Ok(ProjectionWeights::Dense { w, cols })
+            }),
+        };
+        Some(w.and_then(|w| Ok(Self { w, bias: bias.map(to_vec).transpose()? })))
     }
 
     /// `x: [n, in]` → `[n, out]`.
-    fn forward(&self, x: &[f32], n: usize) -> Vec<f32> {
-        let mut y = self.w.matmul(x, n);
+    fn forward(&self, x: &[f32], n: usize) -> candle_core::Result<Vec<f32>> {
+        let mut y = match &self.w {
+            ProjectionWeights::Int8(w) => w.matmul(x, n),
+            ProjectionWeights::Quantized(q) => quantized_matmul(q, x, n)?,
+            ProjectionWeights::Dense { w, cols } => dense_matmul(w, *cols, x, n),
+        };
         if let Some(b) = &self.bias {
             for row in y.chunks_mut(b.len()) {
                 row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
             }
         }
-        y
+        Ok(y)
     }
+}
+
+/// `x W^T` with candle's CPU kernel for `q`'s quantization: activations quantized per row
+/// to the kernel's 8-bit block type (Q8_1 for Q4_1, Q8_K for k-quants...), integer dot
+/// products per block, as llama.cpp's CPU backend does.
+///
+/// candle 0.11 chooses some kernels by the number of rows of the call, and those compute
+/// a row differently (`repack_x86::select`: Q6_K runs the compact per-block kernel for one
+/// row and repacked 16-row tiles for more; Q4_K moves to AMX tiles from 32 rows; on
+/// aarch64 the repacked kernels serve one row, or multiples of four with the rest as
+/// single rows). Those types are called with a fixed number of rows, so that a row's
+/// result never depends on how many rows share the call.
+fn quantized_matmul(q: &QTensor, x: &[f32], n: usize) -> candle_core::Result<Vec<f32>> {
+    let (out, cols) = q.shape().dims2()?;
+    if x.len() != n * cols {
+        candle_core::bail!("quantized matmul: {n} inputs of {cols} values expected, {} values given", x.len());
+    }
+    let per_call = rows_per_call(q.dtype()).min(n.max(1));
+    let mut y = Vec::with_capacity(n * out);
+    for chunk in x.chunks(per_call * cols) {
+        let m = chunk.len() / cols;
+        let layout = Layout::contiguous((m, cols));
+        let (storage, _) = q.cpu_fwd(&CpuStorage::F32(chunk.to_vec()), &layout)?;
+        match storage {
+            CpuStorage::F32(v) => y.extend_from_slice(&v),
+            _ => candle_core::bail!("quantized matmul: f32 inputs gave another dtype"),
+        }
+    }
+    Ok(y)
+}
+
+/// How many rows one call of candle's kernel for `dtype` may take with every row computed
+/// the same way (see [`quantized_matmul`]).
+fn rows_per_call(dtype: GgmlDType) -> usize {
+    if cfg!(target_arch = "x86_64") {
+        match dtype {
+            GgmlDType::Q6K => 1,
+            GgmlDType::Q4K => 31,
+            _ => usize::MAX,
+        }
+    } else if cfg!(target_arch = "aarch64") {
+        match dtype {
+            GgmlDType::Q4_0 | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K | GgmlDType::Q8_0 => 1,
+            _ => usize::MAX,
+        }
+    } else {
+        usize::MAX
+    }
+}
+
+/// `x W^T` in f32, one dot product per (input, output), so that a row's result is the
+/// same in any batch.
+fn dense_matmul(w: &[f32], cols: usize, x: &[f32], n: usize) -> Vec<f32> {
+    const CHUNK: usize = 64;
+    let rows = w.len() / cols;
+    let mut y = vec![0f32; n * rows];
+    let work = |i: usize, c: usize, y: &mut [f32]| {
+        for (o, y) in y.iter_mut().enumerate() {
+            *y = Scalar::dot(&x[i * cols..][..cols], &w[(c * CHUNK + o) * cols..][..cols]);
+        }
+    };
+    if rayon::current_num_threads() > 1 && n * rows * cols >= 1 << 20 {
+        y.par_chunks_mut(rows).enumerate().for_each(|(i, y)| {
+            y.par_chunks_mut(CHUNK).enumerate().for_each(|(c, y)| work(i, c, y));
+        });
+    } else {
+        for (i, y) in y.chunks_mut(rows).enumerate() {
+            y.chunks_mut(CHUNK).enumerate().for_each(|(c, y)| work(i, c, y));
+        }
+    }
+    y
 }
 
 impl Rope {
@@ -163,11 +271,29 @@ impl Rope {
 }
 
 impl Int8Decoder {
-    /// The decoder of `model`, when every projection of it has 8-bit weights without an
-    /// adapter, it ends in next-token logits and its activation is one this decoder has.
+    /// The decoder of `model`, when its projections are quantized (eva's 8-bit weights, or
+    /// a GGUF file's own quantization; any the file keeps in f32 or f16 are computed in
+    /// f32), none has an adapter, it ends in next-token logits and its activation is one
+    /// this decoder has. A model whose projections are all plain f32 has none: the
+    /// [`Transformer`] computes it.
     pub fn from_transformer(model: &Transformer) -> Option<candle_core::Result<Self>> {
         let c = &model.config;
         if c.head != Head::LanguageModel || c.hidden_act == Activation::Gelu {
+            return None;
+        }
+        let linears = model
+            .layers
+            .iter()
+            .flat_map(|l| [&l.attn.q, &l.attn.k, &l.attn.v, &l.attn.o, &l.mlp.gate, &l.mlp.up, &l.mlp.down])
+            .chain([&model.head]);
+        let mut quantized = false;
+        for linear in linears {
+            match linear.inference_weights()? {
+                (InferenceWeights::Dense(_), _) => {}
+                _ => quantized = true,
+            }
+        }
+        if !quantized {
             return None;
         }
         let offset = c.architecture.norm_offset() as f32;
@@ -246,19 +372,19 @@ impl Int8Decoder {
         }
         for (li, layer) in self.layers.iter().enumerate() {
             let normed = self.rms_norm_rows(&x, &layer.input_norm);
-            let attn = self.attention(li, layer, &normed, n, &slots, cache);
-            let mut y = layer.o.forward(&attn, n);
+            let attn = self.attention(li, layer, &normed, n, &slots, cache)?;
+            let mut y = layer.o.forward(&attn, n)?;
             if let Some(w) = &layer.attn_out_norm {
                 y = self.rms_norm_rows(&y, w);
             }
             x.iter_mut().zip(&y).for_each(|(x, y)| *x += y);
             let normed = self.rms_norm_rows(&x, &layer.mlp_norm);
-            let mut gate = layer.gate.forward(&normed, n);
-            let up = layer.up.forward(&normed, n);
+            let mut gate = layer.gate.forward(&normed, n)?;
+            let up = layer.up.forward(&normed, n)?;
             for (g, u) in gate.iter_mut().zip(&up) {
                 *g = activate(c.hidden_act, *g) * u;
             }
-            let mut y = layer.down.forward(&gate, n);
+            let mut y = layer.down.forward(&gate, n)?;
             if let Some(w) = &layer.mlp_out_norm {
                 y = self.rms_norm_rows(&y, w);
             }
@@ -276,7 +402,7 @@ impl Int8Decoder {
         }
         let rows = last.len() / h;
         let normed = self.rms_norm_rows(&last, &self.norm);
-        let mut logits = self.head.forward(&normed, rows);
+        let mut logits = self.head.forward(&normed, rows)?;
         if let Some(cap) = c.final_logit_softcapping {
             let cap = cap as f32;
             logits.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
@@ -319,12 +445,12 @@ impl Int8Decoder {
         n: usize,
         slots: &[(usize, usize)],
         cache: &mut DecodeCache,
-    ) -> Vec<f32> {
+    ) -> candle_core::Result<Vec<f32>> {
         let c = &self.config;
         let (hd, nh, nkv) = (c.head_dim, c.num_heads, c.num_kv_heads);
-        let mut q = layer.q.forward(x, n);
-        let mut k = layer.k.forward(x, n);
-        let v = layer.v.forward(x, n);
+        let mut q = layer.q.forward(x, n)?;
+        let mut k = layer.k.forward(x, n)?;
+        let v = layer.v.forward(x, n)?;
         if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
             q = self.rms_norm_rows(&q, qn);
             k = self.rms_norm_rows(&k, kn);
@@ -367,7 +493,7 @@ impl Int8Decoder {
         } else {
             out.chunks_mut(nh * hd).enumerate().for_each(one);
         }
-        out
+        Ok(out)
     }
 }
 

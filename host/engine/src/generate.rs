@@ -4,7 +4,8 @@
 //! `n` samples, so samples share the prefill. Every decode step feeds one token per live
 //! row; rows that finish (EOS, a stop string, the token limit) leave the batch so later
 //! steps cost less. Two backends run the steps: the [`Transformer`] with a padded
-//! [`KvCache`] (any weights), or the [`Int8Decoder`] (8-bit weights, no candle).
+//! [`KvCache`] (f32 weights), or the [`Int8Decoder`] (quantized weights: eva's 8-bit or
+//! a GGUF file's own; unpadded rows, each computed as it would be alone).
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -156,7 +157,7 @@ impl Steps for Int8Steps<'_> {
     fn prefill(&mut self, prompts: &[Vec<u32>], _max_new_tokens: usize) -> Result<Vec<Vec<f32>>> {
         self.cache = DecodeCache::new(self.decoder, prompts.len());
         let tokens: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
-        self.decoder.step(&mut self.cache, &tokens).step("prefill (8-bit decoder)")
+        self.decoder.step(&mut self.cache, &tokens).step("prefill (quantized decoder)")
     }
 
     fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
@@ -166,7 +167,7 @@ impl Steps for Int8Steps<'_> {
 
     fn step(&mut self, next: &[u32]) -> Result<Vec<Vec<f32>>> {
         let tokens: Vec<&[u32]> = next.iter().map(std::slice::from_ref).collect();
-        self.decoder.step(&mut self.cache, &tokens).step("decode step (8-bit decoder)")
+        self.decoder.step(&mut self.cache, &tokens).step("decode step (quantized decoder)")
     }
 }
 

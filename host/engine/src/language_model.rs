@@ -29,8 +29,13 @@ pub enum WeightFormat {
     /// traffic; generation runs on eva's own 8-bit kernels without candle
     /// ([`Int8Decoder`]), the fastest for single-stream and batched sampling.
     Q8_0,
-    /// The GGUF file's own quantization (f32 where the file has none), computed as
-    /// llama.cpp does: activations quantized to 8 bits per block.
+    /// The GGUF file's own quantized matrices (f32 where the file has none), multiplied
+    /// with candle's CPU kernels, which follow llama.cpp's scheme: activations quantized
+    /// per block to the 8-bit type llama.cpp pairs with the weights' type (Q8_1 for
+    /// Q4_1), integer dot products per block. The rest of the forward pass (norms, rope,
+    /// attention over an f32 KV cache) is eva's own, so the numbers are close to
+    /// llama.cpp's but not the same bits. Generation runs on the [`Int8Decoder`], whose
+    /// rows do not depend on the rest of their batch.
     Native,
 }
 
@@ -83,7 +88,8 @@ pub struct LanguageModel {
     pub format: WeightFormat,
     /// The f32 weights, kept for building trainable copies.
     pub weights: Weights,
-    /// Generation without candle, when the weights are 8-bit ([`WeightFormat::Q8_0`]).
+    /// Generation without candle's graph, when the weights are quantized
+    /// ([`WeightFormat::Q8_0`], or [`WeightFormat::Native`] on a quantized GGUF file).
     pub decoder: Option<Int8Decoder>,
 }
 
@@ -116,9 +122,9 @@ impl LanguageModel {
             (WeightFormat::Q8_0, _) => Linear::int8(w, b.cloned()).step("quantizing to 8 bits"),
             _ => Ok(dense(w, b)),
         })?;
-        let decoder = Int8Decoder::from_transformer(&transformer).transpose().step("the 8-bit decoder")?;
+        let decoder = Int8Decoder::from_transformer(&transformer).transpose().step("the quantized decoder")?;
         if decoder.is_some() {
-            tracing::info!(kernel = crate::int8::kernel().name(), "generation runs on the 8-bit decoder");
+            tracing::info!(kernel = crate::int8::kernel().name(), %format, "generation runs on the quantized decoder");
         }
         Ok(Self {
             path: files.path,

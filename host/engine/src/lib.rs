@@ -11,9 +11,10 @@
 //!   for inference and differentiable ones for training.
 //! - [`LanguageModel`] runs inference: batched sampling with a KV cache
 //!   ([`generate`](generate::generate)) and completion log-probs ([`logprobs`]); with
-//!   8-bit weights ([`WeightFormat::Q8_0`]) generation runs on [`decode::Int8Decoder`],
-//!   plain loops over [`int8`] matrix kernels (AVX-512 VNNI, AVX2 or portable, chosen at
-//!   run time) instead of candle;
+//!   quantized weights generation runs on [`decode::Int8Decoder`], plain loops over
+//!   [`int8`] matrix kernels (AVX-512 VNNI, AVX2 or portable, chosen at run time;
+//!   [`WeightFormat::Q8_0`]) or candle's quantized kernels ([`WeightFormat::Native`])
+//!   instead of candle's graph;
 //!   [`readout`] reads the head at one position of many sequences (judges, reward
 //!   models: a `*ForSequenceClassification` directory loads with a [`Head::Score`]).
 //! - [`TrainableModel`] is a trainable copy (full or LoRA, f32 or, on a GPU, bf16) that

@@ -12,7 +12,7 @@ use candle_nn::{ops, rotary_emb};
 
 use crate::config::{Activation, Architecture, LayerAttention, ModelConfig};
 use crate::error::{Result, TensorContext};
-pub use linear::{Linear, Lora};
+pub use linear::{InferenceWeights, Linear, Lora};
 
 /// Decides what each projection becomes: `(name, weight, bias) -> Linear`.
 pub type MakeLinear<'a> = dyn FnMut(&str, &Tensor, Option<&Tensor>) -> Result<Linear> + 'a;

@@ -140,6 +140,65 @@ fn the_int8_decoder_matches_the_transformer_with_the_same_weights() {
     }
 }
 
+/// The decoder over a GGUF file's own quantization (Q4_1 here, as the embedded model's;
+/// `--weights native`): a row's logits are the same bits alone and in a batch of rows of
+/// other lengths, at prefill and at every decode step, and they agree with the
+/// transformer over the same weights (every family).
+#[test]
+fn the_decoder_with_native_q4_1_weights_computes_a_row_the_same_in_any_batch() {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    for arch in Architecture::ALL {
+        // Every matrix's rows hold a multiple of two 32-value Q4_1 blocks (candle's kernel
+        // takes blocks in pairs).
+        let c = ModelConfig { hidden_size: 64, intermediate_size: 128, head_dim: 16, ..ModelConfig::tiny(arch) };
+        let m = model_with(&c, Kernels::Fused, &mut |_, w, b| {
+            let tensor = |source| eva_engine::Error::Tensor { step: "q4_1", source };
+            let q = QTensor::quantize(w, GgmlDType::Q4_1).map_err(tensor)?;
+            Linear::from_qtensor(std::sync::Arc::new(q), b.cloned()).map_err(tensor)
+        });
+        let d = Int8Decoder::from_transformer(&m).expect("the projections are quantized").unwrap();
+        let rows: [&[u32]; 4] = [&[1, 5, 9, 33, 2, 60, 7], &[4, 8, 15, 16], &[3], &[42, 17, 8, 9, 10]];
+        let steps = [3u32, 11, 40];
+        let alone: Vec<Vec<Vec<f32>>> = rows
+            .iter()
+            .map(|row| {
+                let mut cache = DecodeCache::new(&d, 1);
+                let mut out = d.step(&mut cache, &[*row]).unwrap();
+                for t in steps {
+                    out.extend(d.step(&mut cache, &[&[t]]).unwrap());
+                }
+                out
+            })
+            .collect();
+        let mut cache = DecodeCache::new(&d, 4);
+        let mut together = vec![d.step(&mut cache, &rows).unwrap()];
+        for t in steps {
+            let t: &[u32] = &[t];
+            together.push(d.step(&mut cache, &[t; 4]).unwrap());
+        }
+        for (r, alone) in alone.iter().enumerate() {
+            for (s, logits) in alone.iter().enumerate() {
+                assert!(together[s][r] == *logits, "{arch:?}: row {r} at step {s} differs in a batch of four");
+            }
+        }
+        for (row, alone) in rows.iter().zip(&alone) {
+            let mut seq = row.to_vec();
+            seq.extend(steps);
+            let want = m.forward(&ids(&[&seq]), None).unwrap().squeeze(0).unwrap();
+            for (s, got) in alone.iter().enumerate() {
+                let want = want.get(row.len() - 1 + s).unwrap();
+                let scale = want.abs().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+                let diff = max_diff(&want, &Tensor::new(got.as_slice(), &Device::Cpu).unwrap());
+                assert!(
+                    diff <= 1e-4 * scale,
+                    "{arch:?}: row of {} tokens, step {s}: logits differ by {diff} (of {scale})",
+                    row.len()
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn left_padded_rows_match_their_unpadded_runs() {
     for arch in Architecture::ALL {

@@ -23,6 +23,17 @@ enum Kernel {
     Int8(Int8Matmul),
 }
 
+/// What a layer's `x @ W^T` reads, as [`Linear::inference_weights`] gives it.
+#[derive(Debug, Clone, Copy)]
+pub enum InferenceWeights<'a> {
+    /// `W` as a tensor (f32, or another float dtype).
+    Dense(&'a Tensor),
+    /// A GGUF file's own quantized `W`, computed by candle's quantized kernels.
+    Quantized(&'a Arc<QTensor>),
+    /// eva's 8-bit `W`.
+    Int8(&'a Arc<Int8Matrix>),
+}
+
 /// Low-rank adapter: `y += scale * (x A^T) B^T` with `A: [r, in]`, `B: [out, r]`.
 #[derive(Debug, Clone)]
 pub struct Lora {
@@ -60,6 +71,22 @@ impl Linear {
             (Kernel::Int8(m), None) => Some((&m.0, self.bias.as_ref())),
             _ => None,
         }
+    }
+
+    /// The weights inference computes with, and the bias, for a layer without an adapter
+    /// (`None` for a LoRA or frozen training layer).
+    pub fn inference_weights(&self) -> Option<(InferenceWeights<'_>, Option<&Tensor>)> {
+        if self.lora.is_some() {
+            return None;
+        }
+        let w = match &self.kernel {
+            Kernel::Dense(w) => InferenceWeights::Dense(w),
+            Kernel::Frozen(_) => return None,
+            Kernel::Quantized(QMatMul::QTensor(q)) => InferenceWeights::Quantized(q),
+            Kernel::Quantized(QMatMul::Tensor(w) | QMatMul::TensorF16(w)) => InferenceWeights::Dense(w),
+            Kernel::Int8(m) => InferenceWeights::Int8(&m.0),
+        };
+        Some((w, self.bias.as_ref()))
     }
 
     /// Use already-quantized weights as they are.
