@@ -3,8 +3,6 @@
 //! whose outputs land atomically under `RUN_DIR/iter-t/`; `--resume` continues after the
 //! last finished phase.
 
-mod generator;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,9 +24,9 @@ use crate::run_config::{ConfigChange, LoopSettings, RunConfig};
 use crate::solving::{SolverArgs, train_pairs};
 use eva_loop::creator::{self, Evolution};
 use eva_loop::dedup::Seen;
+use eva_loop::generator::EngineGenerator;
 use eva_loop::layout::{Answers, IterationSummary, PairRecord, PhaseError, PromptRecord, RunStore};
 use eva_loop::numbers::mean;
-use generator::EngineGenerator;
 
 #[derive(Args)]
 pub struct RunArgs {

@@ -21,6 +21,7 @@
 
 pub mod creator;
 pub mod dedup;
+pub mod generator;
 pub mod layout;
 pub mod numbers;
 pub mod solver;

@@ -1,4 +1,5 @@
-//! The evolver's `generate` import, answered by the policy model.
+//! The creator model: the evolver's `generate` import answered by an in-process engine
+//! model (the policy, or another one).
 
 use std::sync::Arc;
 
