@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
-use eva_engine::{GenerationParams, LanguageModel, Message, Sampling};
+use eva_engine::{GenerationParams, LanguageModel, Message, Sampling, WeightFormat};
 use eva_plugin_registry::PluginLock;
 use eva_plugin_runtime::{Evolver, InfoMetric, Pairing, Plugin, Role, Sampler};
 use eva_reward::Scorer;
@@ -57,6 +57,11 @@ pub struct RunArgs {
     /// SmolLM2-135M-Instruct.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// The creator model: the model behind the evolver's `generate` (a .gguf file or a
+    /// Hugging Face directory with a chat template), for example a stronger model than the
+    /// policy; it is not trained. Default: the policy of each iteration.
+    #[arg(long, value_name = "PATH")]
+    creator_model: Option<PathBuf>,
     /// Compute threads; default: the cores not already busy.
     #[arg(long, env = "EVA_THREADS")]
     threads: Option<usize>,
@@ -167,6 +172,7 @@ fn resumed(saved: RunConfig, args: &RunArgs, matches: &ArgMatches) -> Result<(Ru
     let fixed = [
         ("prompts", "--prompts"),
         ("model", "--model"),
+        ("creator_model", "--creator-model"),
         ("plugins", "--plugin"),
         ("plugin_lock", "--plugin-lock"),
         ("plugins_dir", "--plugins-dir"),
@@ -379,8 +385,12 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         }
         let settings = overlay(&args.settings, args.settings_file.as_deref(), &args.settings, matches)?;
         let plugins_dir = args.plugins_dir.clone().unwrap_or_else(|| crate::cache_root().join("plugins"));
+        if let Some(path) = args.creator_model.iter().find(|p| !p.exists()) {
+            bail!("--creator-model {}: no such file or directory", path.display());
+        }
         let config = RunConfig {
             model: args.model.clone(),
+            creator_model: args.creator_model.clone(),
             plugins: args.plugins.clone(),
             plugins_dir,
             plugin_args: args.plugin_args.clone(),
@@ -463,6 +473,10 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         Some(p) => p.clone(),
         None => crate::models::fetch_default()?,
     };
+    let creator_model = match &config.creator_model {
+        Some(path) => Some(Arc::new(load_creator_model(path, s.weights)?)),
+        None => None,
+    };
     let mut policy_path = base.clone();
     let mut prompts = seeds.clone();
     let mut seen = Seen::default();
@@ -504,8 +518,8 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
             })?;
             let evolved = store.phase("evolve", &dir.join("evolved.jsonl"), || {
                 let unfit = |m: &[Message]| Ok(too_long_for(&policy, m, s.max_new_tokens)?);
-                let generator =
-                    Arc::new(EngineGenerator { model: policy.clone(), max_tokens: s.evolve_max_tokens, seed });
+                let model = creator_model.clone().unwrap_or_else(|| policy.clone());
+                let generator = Arc::new(EngineGenerator { model, max_tokens: s.evolve_max_tokens, seed });
                 let step = Evolution {
                     iteration: t,
                     seed,
@@ -567,6 +581,17 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     }
     println!("{}", policy_path.display());
     Ok(())
+}
+
+/// The creator model, which must read chats: the evolver's requests are chats.
+fn load_creator_model(path: &Path, weights: WeightFormat) -> Result<LanguageModel> {
+    let model =
+        LanguageModel::load(path, weights).with_context(|| format!("loading the creator model {}", path.display()))?;
+    if model.chat_template.is_none() {
+        bail!("--creator-model {} has no chat template: the evolver's requests are chats", path.display());
+    }
+    tracing::info!("the evolver's generate is served by the creator model {}", path.display());
+    Ok(model)
 }
 
 /// Why an evolved prompt cannot be answered by the policy: it and the longest answer

@@ -98,6 +98,9 @@ impl LoopSettings {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RunConfig {
     pub model: Option<PathBuf>,
+    /// `--creator-model`: the model behind the evolver's `generate`; the policy when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator_model: Option<PathBuf>,
     pub plugins: Vec<PluginSource>,
     pub plugins_dir: PathBuf,
     /// The plugins' settings (`--plugin-config`, limits, ...); a config file is kept by

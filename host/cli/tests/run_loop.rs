@@ -421,7 +421,10 @@ fn a_run_survives_hostile_plugins_and_its_directory_is_checked_on_resume() {
     .unwrap();
     let run = dir.path().join("run");
     let (info, evolver) = (eva::component("eva-fixture-hostile-info"), eva::component("eva-fixture-hostile-evolver"));
+    let creator = eva::models::default_model();
     let plugins = [
+        "--creator-model",
+        creator.to_str().unwrap(),
         "--plugin",
         info.to_str().unwrap(),
         "--plugin",
@@ -443,6 +446,10 @@ fn a_run_survives_hostile_plugins_and_its_directory_is_checked_on_resume() {
         log.lines().any(|l| l.contains("hostile-evolver") && l.contains("t1-e0") && l.contains("too long")),
         "{log}"
     );
+    // The creator model is recorded and loaded.
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains(&format!("creator_model = {:?}", creator.display().to_string())), "{config}");
+    assert!(log.contains("the evolver's generate is served by the creator model"), "{log}");
     // A plugin's log record stays one line of the log.
     let forged: Vec<&str> = log.lines().filter(|l| l.contains("forged line")).collect();
     assert!(!forged.is_empty() && forged.iter().all(|l| l.contains("fine\\n2026-12-01")), "{forged:?}");
@@ -578,13 +585,14 @@ fn a_plugin_cannot_take_another_plugins_name_and_grant() {
 fn bad_settings_are_refused_before_the_first_phase() {
     let dir = tempfile::tempdir().unwrap();
     let seeds = seeds(dir.path(), &SEEDS);
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--loss", "dpoo"], "unknown loss `dpoo` (dpo, ipo, simpo, orpo, hinge)"),
         (&["--lora-targets", "qproj"], "unknown LoRA target `qproj`"),
         (&["--decay", "cosin"], "unknown decay `cosin`"),
         (&["--lr", "0"], "--lr must be a positive number, not 0"),
         (&["--top-p", "1.5"], "--top-p must be in (0, 1], not 1.5"),
         (&["--micro-batch", "0"], "--micro-batch must be at least 1"),
+        (&["--creator-model", "/no/such/creator.gguf"], "--creator-model /no/such/creator.gguf: no such file"),
     ];
     for (flags, want) in cases {
         let out = dir.path().join("run");
