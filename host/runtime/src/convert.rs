@@ -3,7 +3,7 @@
 use crate::bindings::{info, pair, rate, types};
 use crate::config::{ConfigField, ConfigKind, ConfigValue, Metadata};
 use crate::error::ReportedError;
-use crate::text::{MAX_MESSAGE_BYTES, truncate};
+use crate::text::{MAX_MESSAGE_BYTES, one_line, truncate};
 use crate::types::{ChatMessage, Evolved, Exchange, Preference, Prompt, PromptResponses, PromptRewards};
 
 pub(crate) fn message(m: &ChatMessage) -> types::Message {
@@ -88,10 +88,10 @@ pub(crate) fn config_pair(e: &types::ConfigEntry) -> (String, ConfigValue) {
     (e.key.clone(), value)
 }
 
-/// A plugin's own error, its message cut to [`MAX_MESSAGE_BYTES`]: it ends up in the
-/// terminal and the log.
+/// A plugin's own error, its message cut to [`MAX_MESSAGE_BYTES`].
 pub(crate) fn reported(e: types::PluginError) -> ReportedError {
-    let cut = |m| truncate(m, MAX_MESSAGE_BYTES);
+    // One line, as a log record is: the error reaches the terminal and `run.log`.
+    let cut = |m| one_line(&truncate(m, MAX_MESSAGE_BYTES));
     match e {
         types::PluginError::InvalidInput(m) => ReportedError::InvalidInput(cut(m)),
         types::PluginError::InvalidConfig(m) => ReportedError::InvalidConfig(cut(m)),

@@ -86,7 +86,7 @@ impl Plugin {
                 return Err(Error::NoRole {
                     path: path.to_owned(),
                     expected: role::expected_exports(),
-                    exports: exports.iter().map(|e| crate::text::quote(e)).collect::<Vec<_>>().join(", "),
+                    exports: crate::text::quote_list(&exports),
                 });
             }
             Detected::Several(roles) => {
@@ -96,7 +96,7 @@ impl Plugin {
             Detected::Unsupported { found } => {
                 return Err(Error::UnsupportedVersion {
                     path: path.to_owned(),
-                    found,
+                    found: crate::text::clip(&found),
                     supported: role::WIT_VERSION.to_owned(),
                 });
             }
@@ -104,7 +104,7 @@ impl Plugin {
         if let Some(bad) = imports.iter().find(|i| !import_allowed(role, i)) {
             return Err(Error::Link {
                 path: path.to_owned(),
-                reason: format!("`{bad}` is not granted to the {role} (world `{}`)", role.world()),
+                reason: format!("{} is not granted to the {role} (world `{}`)", crate::text::quote(bad), role.world()),
             });
         }
         let link_err = |e: wasmtime::Error| Error::Link { path: path.to_owned(), reason: format!("{e:#}") };

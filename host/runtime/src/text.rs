@@ -31,14 +31,34 @@ pub fn one_line(s: &str) -> String {
 }
 
 /// A short, escaped quotation of a plugin's string for an error message: its first
-/// [`QUOTE_CHARS`] characters, and its length when it is longer.
+/// [`QUOTE_CHARS`] characters in backticks, and its length when it is longer.
 pub fn quote(s: &str) -> String {
+    let (head, rest) = cut(s);
+    format!("`{head}`{rest}")
+}
+
+/// As [`quote`], without the backticks: for a string that stands in a sentence of its own
+/// (a version).
+pub fn clip(s: &str) -> String {
+    let (head, rest) = cut(s);
+    head + &rest
+}
+
+/// The escaped head of `s`, and what to say of the rest.
+fn cut(s: &str) -> (String, String) {
     let head: String = s.chars().take(QUOTE_CHARS).collect();
-    let mut quoted = format!("`{}`", head.escape_debug());
-    if head.len() < s.len() {
-        quoted.push_str(&format!("… ({} bytes)", s.len()));
+    let rest = if head.len() < s.len() { format!("… ({} bytes)", s.len()) } else { String::new() };
+    (head.escape_debug().to_string(), rest)
+}
+
+/// The first few of a plugin's names, each quoted, and how many there are in all.
+pub fn quote_list(names: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let mut list = names.iter().take(SHOWN).map(|n| quote(n)).collect::<Vec<_>>().join(", ");
+    if names.len() > SHOWN {
+        list.push_str(&format!(", … ({} in all)", names.len()));
     }
-    quoted
+    list
 }
 
 /// Whether `s` has a character a reader can see: not white space, not a control
@@ -98,6 +118,16 @@ mod tests {
         let long = "x".repeat(10 << 20);
         let q = quote(&long);
         assert!(q.len() < 100 && q.ends_with("… (10485760 bytes)"), "{q}");
+        assert_eq!(clip("0.2.0"), "0.2.0");
+        assert!(clip(&long).ends_with("x… (10485760 bytes)"));
+    }
+
+    #[test]
+    fn lists_are_cut_after_a_few_names() {
+        let names: Vec<String> = (0..1000).map(|i| format!("eva:plugin/x{i}")).collect();
+        let list = quote_list(&names);
+        assert!(list.starts_with("`eva:plugin/x0`, `eva:plugin/x1`") && list.ends_with(", … (1000 in all)"), "{list}");
+        assert_eq!(quote_list(&names[..2]), "`eva:plugin/x0`, `eva:plugin/x1`");
     }
 
     #[test]
