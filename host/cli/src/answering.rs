@@ -6,12 +6,7 @@ use eva_reward::{Normalization, RewardItem, Scorer};
 
 use eva_loop::layout::{Answer, Answers, PromptRecord};
 
-/// An answer before it is scored.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct Draft {
-    pub text: String,
-    pub tokens: u32,
-}
+pub use eva_loop::run::Draft;
 
 /// `params.n` sampled answers per prompt, through the policy's chat template.
 pub fn respond(

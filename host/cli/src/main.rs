@@ -1,6 +1,7 @@
 //! `eva-host`: the eva command line.
 
 mod answering;
+mod candle;
 mod eval_cmd;
 mod jsonl;
 mod logging;

@@ -5,28 +5,21 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
-use eva_engine::{GenerationParams, LanguageModel, Message, Sampling, WeightFormat};
 use eva_plugin_registry::PluginLock;
 use eva_plugin_runtime::{Evolver, InfoMetric, Pairing, Plugin, Role, Sampler};
-use eva_reward::Scorer;
 use serde::Serialize;
 
-use crate::answering;
+use crate::candle::{CandleEngine, CandlePolicy, CandleTrainer, OneScreen, ScorerReward};
 use crate::jsonl::read_prompts;
 use crate::plugin_args::PluginArgs;
 use crate::plugin_source::{PluginLoader, PluginSource};
 use crate::run_config::{ConfigChange, LoopSettings, RunConfig};
-use crate::solving::{SolverArgs, train_pairs};
-use eva_loop::creator::{self, Evolution};
-use eva_loop::dedup::Seen;
-use eva_loop::generator::EngineGenerator;
-use eva_loop::layout::{Answers, IterationSummary, PairRecord, PhaseError, PromptRecord, RunStore};
-use eva_loop::numbers::mean;
+use eva_loop::layout::{IterationSummary, RunStore};
+use eva_loop::run::{Parts, Roles, Settings};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -445,7 +438,7 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         }
     }
     let Loaded { by_role: mut plugins, replaced, retired } = load_plugins(&mut config, &args.replace, &loader)?;
-    let mut scorer = config.settings.reward.scorer(&loader)?;
+    let scorer = config.settings.reward.scorer(&loader)?;
     let all_retired: Vec<String> =
         config.changes.iter().flat_map(|c| c.retired.iter()).chain(&retired).cloned().collect();
     loader.check_names(&all_retired)?;
@@ -473,228 +466,31 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
         Some(p) => p.clone(),
         None => crate::models::fetch_default()?,
     };
-    let creator_model = match &config.creator_model {
-        Some(path) => Some(Arc::new(load_creator_model(path, s.weights)?)),
-        None => None,
+    let creator = config.creator_model.as_deref().map(|p| CandlePolicy::creator(p, s.weights)).transpose()?;
+    let settings = Settings {
+        iterations: s.iterations,
+        sampling: eva_loop::run::Sampling {
+            n: s.answers,
+            temperature: s.temperature,
+            top_p: s.top_p,
+            max_new_tokens: s.max_new_tokens,
+            seed: s.solver.seed,
+        },
+        sample_fraction: s.sample_fraction,
+        evolve_max_tokens: s.evolve_max_tokens,
+        buffer_fraction: s.buffer_fraction,
+        dedup_threshold: s.dedup_threshold,
+        no_evolve: s.no_evolve,
     };
-    let mut policy_path = base.clone();
-    let mut prompts = seeds.clone();
-    let mut seen = Seen::default();
-    seeds.iter().for_each(|p| seen.insert(&p.messages.last().expect("checked").content));
-    let mut summaries: Vec<IterationSummary> = store.read(&args.out.join("metrics.jsonl"))?.unwrap_or_default();
-    for t in 1..=s.iterations {
-        let dir = store.iteration(t);
-        let next_path = dir.join("prompts-next.jsonl");
-        let model_dir = dir.join("model");
-        if let Some(m) = summaries.iter().find(|m| m.iteration == t) {
-            // Finished earlier: carry its prompts, seen set and policy on.
-            prompts = store.read(&next_path)?.context("a finished iteration lacks prompts-next.jsonl")?;
-            creator::remember_kept(&mut seen, &store.read(&dir.join("evolved.jsonl"))?.unwrap_or_default());
-            if let Some(model) = store.trained_model(m)? {
-                policy_path = model;
-            }
-            continue;
-        }
-        let _span = tracing::info_span!("iteration", t).entered();
-        let policy = Arc::new(
-            LanguageModel::load(&policy_path, s.weights)
-                .with_context(|| format!("loading the policy {}", policy_path.display()))?,
-        );
-        let seed = s.solver.seed ^ (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let answer = |records: &[PromptRecord], scorer: &mut Scorer, what: &str| -> Result<Vec<Answers>, PhaseError> {
-            Ok(respond_and_score(&policy, records, s, seed, scorer, what)?)
-        };
-
-        // Creator.
-        let answers = store
-            .phase("respond+score", &dir.join("answers.jsonl"), || answer(&prompts, &mut scorer, "answering X_t"))?;
-        let (next, infos, selected, evolved) = if s.no_evolve {
-            (store.phase("mix", &next_path, || Ok(prompts.clone()))?, vec![], vec![], vec![])
-        } else {
-            let infos =
-                store.phase("info", &dir.join("info.jsonl"), || creator::info(&mut info, &prompts, &answers, seed))?;
-            let selected = store.phase("select", &dir.join("selected.jsonl"), || {
-                creator::sample(&mut sampler, &infos, s.sample_fraction, seed)
-            })?;
-            let evolved = store.phase("evolve", &dir.join("evolved.jsonl"), || {
-                let unfit = |m: &[Message]| Ok(too_long_for(&policy, m, s.max_new_tokens)?);
-                let model = creator_model.clone().unwrap_or_else(|| policy.clone());
-                let generator = Arc::new(EngineGenerator { model, max_tokens: s.evolve_max_tokens, seed });
-                let step = Evolution {
-                    iteration: t,
-                    seed,
-                    generator,
-                    seen: &seen,
-                    dedup_threshold: s.dedup_threshold,
-                    unfit: &unfit,
-                };
-                creator::evolve(&mut evolver, &prompts, &selected, step)
-            })?;
-            // Loaded or computed alike, the kept variants join the seen set.
-            creator::remember_kept(&mut seen, &evolved);
-            let next =
-                store.phase("mix", &next_path, || Ok(creator::mix(&prompts, &evolved, s.buffer_fraction, seed)))?;
-            (next, infos, selected, evolved)
-        };
-
-        // Solver: answers for X'_t (old prompts reuse theirs), pairs, training.
-        let known: HashMap<&str, &Answers> = answers.iter().map(|a| (a.id.as_str(), a)).collect();
-        let fresh: Vec<PromptRecord> = next.iter().filter(|p| !known.contains_key(p.id.as_str())).cloned().collect();
-        let fresh_answers = store.phase("solve respond+score", &dir.join("solve-answers.jsonl"), || {
-            answer(&fresh, &mut scorer, "answering X'_t")
-        })?;
-        let all: HashMap<&str, &Answers> = answers.iter().chain(&fresh_answers).map(|a| (a.id.as_str(), a)).collect();
-        let pairs = store
-            .phase("pair", &dir.join("pairs.jsonl"), || eva_loop::solver::pair(&mut pairing, &next, &all, seed))?;
-        let losses = train(&store, &policy, &pairs, &s.solver, &dir.join("train"), &model_dir)?;
-        drop(policy);
-        if model_dir.is_dir() {
-            policy_path = model_dir;
-        }
-
-        let rewards: Vec<f64> = answers.iter().flat_map(|a| a.answers.iter().map(|a| a.reward)).collect();
-        let infos: Vec<f64> = infos.iter().map(|i| i.info).collect();
-        let words: Vec<usize> =
-            next.iter().map(|p| p.messages.last().map_or(0, |m| m.content.split_whitespace().count())).collect();
-        let summary = IterationSummary {
-            iteration: t,
-            prompts: prompts.len(),
-            mean_reward: mean(&rewards),
-            info_mean: mean(&infos),
-            info_max: infos.iter().copied().reduce(f64::max),
-            selected: selected.len(),
-            evolved: evolved.len(),
-            kept: evolved.iter().filter(|e| e.kept).count(),
-            next_prompts: next.len(),
-            pairs: pairs.len(),
-            mean_prompt_words: words.iter().sum::<usize>() as f64 / words.len().max(1) as f64,
-            first_loss: losses.first().map(|l| l.0),
-            last_loss: losses.last().map(|l| l.0),
-            last_margin: losses.last().map(|l| l.1),
-        };
-        let line = one_screen(&summary);
-        tracing::info!("{line}");
-        eprintln!("{line}");
-        summaries.push(summary);
-        store.rewrite(&args.out.join("metrics.jsonl"), &summaries)?;
-        prompts = next;
-    }
-    println!("{}", policy_path.display());
+    let parts = Parts {
+        engine: &mut CandleEngine { weights: s.weights },
+        creator: creator.as_ref(),
+        reward: &mut ScorerReward { scorer, normalize: s.reward.normalize },
+        trainer: &mut CandleTrainer { solver: s.solver.clone() },
+        roles: Roles { info: &mut info, sampler: &mut sampler, evolver: &mut evolver, pairing: &mut pairing },
+        observer: &mut OneScreen,
+    };
+    let last = eva_loop::run::run(&store, &settings, &seeds, base, parts)?;
+    println!("{}", last.display());
     Ok(())
-}
-
-/// The creator model, which must read chats: the evolver's requests are chats.
-fn load_creator_model(path: &Path, weights: WeightFormat) -> Result<LanguageModel> {
-    let model =
-        LanguageModel::load(path, weights).with_context(|| format!("loading the creator model {}", path.display()))?;
-    if model.chat_template.is_none() {
-        bail!("--creator-model {} has no chat template: the evolver's requests are chats", path.display());
-    }
-    tracing::info!("the evolver's generate is served by the creator model {}", path.display());
-    Ok(model)
-}
-
-/// Why an evolved prompt cannot be answered by the policy: it and the longest answer
-/// (`max_new_tokens`) do not fit the model's context under its chat template. Checked in
-/// the evolve phase, so such a prompt is dropped there, by name, and never poisons the
-/// phases after it.
-fn too_long_for(policy: &LanguageModel, messages: &[Message], max_new_tokens: usize) -> Result<Option<String>> {
-    let tokens = policy.chat_prompt(messages)?.len();
-    let context = policy.transformer.config.max_position_embeddings;
-    Ok((tokens + max_new_tokens > context).then(|| {
-        format!(
-            "too long: {tokens} tokens under the policy's chat template, plus --max-new-tokens {max_new_tokens}, \
-             exceed the model's context of {context}"
-        )
-    }))
-}
-
-/// A number of the one-screen summary, `-` where there is none.
-fn shown(v: Option<f64>) -> String {
-    v.map_or("-".into(), |v| format!("{v:.3}"))
-}
-
-fn one_screen(m: &IterationSummary) -> String {
-    let loss = match (m.first_loss, m.last_loss) {
-        (Some(a), Some(b)) => format!("loss {a:.4} -> {b:.4}, margin {:+.3}", m.last_margin.unwrap_or(f64::NAN)),
-        _ => "no training (no pairs)".into(),
-    };
-    format!(
-        "iteration {}: {} prompts, mean reward {}, info mean {} max {}; {} selected, {} evolved, {} kept; \
-         {} prompts next ({:.1} words on average); {} pairs; {loss}",
-        m.iteration,
-        m.prompts,
-        shown(m.mean_reward),
-        shown(m.info_mean),
-        shown(m.info_max),
-        m.selected,
-        m.evolved,
-        m.kept,
-        m.next_prompts,
-        m.mean_prompt_words,
-        m.pairs
-    )
-}
-
-/// n sampled answers per prompt, scored.
-fn respond_and_score(
-    policy: &LanguageModel,
-    records: &[PromptRecord],
-    s: &LoopSettings,
-    seed: u64,
-    scorer: &mut Scorer,
-    what: &str,
-) -> Result<Vec<Answers>> {
-    let params = GenerationParams {
-        sampling: Sampling { temperature: s.temperature, top_p: s.top_p },
-        max_new_tokens: s.max_new_tokens,
-        n: s.answers,
-        seed,
-        ..GenerationParams::default()
-    };
-    let drafts = answering::respond(policy, records, &params, what)?;
-    answering::score(scorer, records, drafts, s.reward.normalize)
-}
-
-/// Train on the pairs (LoRA by default, checkpoints in `out`, resumable) and save the
-/// merged policy to `model_dir`. Returns each step's (loss, margin).
-fn train(
-    store: &RunStore,
-    policy: &LanguageModel,
-    pairs: &[PairRecord],
-    solver: &SolverArgs,
-    out: &Path,
-    model_dir: &Path,
-) -> Result<Vec<(f64, f64)>> {
-    let metrics_path = out.join("metrics.jsonl");
-    let read_losses = |path: &Path| -> Result<Vec<(f64, f64)>> {
-        let rows: Vec<serde_json::Value> = store.read(path)?.unwrap_or_default();
-        Ok(rows
-            .iter()
-            .map(|r| (r["loss"].as_f64().unwrap_or(f64::NAN), r["margin"].as_f64().unwrap_or(f64::NAN)))
-            .collect())
-    };
-    if model_dir.is_dir() {
-        return read_losses(&metrics_path);
-    }
-    if pairs.is_empty() {
-        tracing::warn!("no preference pairs: the policy carries on untrained");
-        return Ok(vec![]);
-    }
-    let _span = tracing::info_span!("solver", pairs = pairs.len()).entered();
-    let ids: Vec<&str> = pairs.iter().map(|p| p.id.as_str()).collect();
-    let pairs: Vec<eva_solver::PreferencePair> = pairs
-        .iter()
-        .map(|p| eva_solver::PreferencePair {
-            prompt: eva_solver::Text::Chat(p.prompt.clone()),
-            chosen: eva_solver::Text::Plain(p.chosen.clone()),
-            rejected: eva_solver::Text::Plain(p.rejected.clone()),
-        })
-        .collect();
-    let name = |i: usize| format!("pair {} (prompt `{}`)", i + 1, ids[i]);
-    let trainable = train_pairs(policy, &pairs, &name, solver, out, true)?;
-    trainable
-        .save_hf(model_dir, Some(&policy.tokenizer), policy.chat_template.as_ref(), false)
-        .with_context(|| format!("saving {}", model_dir.display()))?;
-    read_losses(&metrics_path)
 }

@@ -22,6 +22,8 @@ pub enum Error {
     Damaged { path: PathBuf, line: usize, source: serde_json::Error },
     #[error("{path} is not UTF-8")]
     NotText { path: PathBuf },
+    #[error("{path} is missing, though its iteration finished")]
+    Missing { path: PathBuf },
     #[error(
         "{path} has {} rows (sha256 {}), but when it was written it had {} rows (sha256 {}), as {index} records: \
          the file was cut or changed since. Restore it, or delete it and the files of the phases after it to \

@@ -16,12 +16,15 @@
 //! [`solver::Pairing`]) implemented by
 //! the Wasm plugins of `eva-plugin-runtime` and by plain Rust values alike.
 //!
-//! `eva-host run` drives these steps with the in-process engine; the library prints
-//! nothing itself (it logs through `tracing`).
+//! [`run::run`] drives the iterations over its seams ([`run::Engine`] and
+//! [`run::Policy`], [`run::Reward`], [`run::Trainer`], the roles, an [`run::Observer`]);
+//! `eva-host run` gives it the in-process candle engine and the Wasm plugins. The
+//! library prints nothing itself (it logs through `tracing`).
 
 pub mod creator;
 pub mod dedup;
 pub mod generator;
 pub mod layout;
 pub mod numbers;
+pub mod run;
 pub mod solver;
