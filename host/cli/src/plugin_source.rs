@@ -221,11 +221,14 @@ impl PluginLoader {
             && p.digest != entry.digest
         {
             bail!(
-                "{}: its component is {}, not {} as the lock {} records",
+                "{}: its component is {}, not {} as the lock {} records (a first-party plugin changes with eva's \
+                 own source). To go on with this component deliberately, resume with `--replace {}={}`",
                 entry.source,
                 entry.digest,
                 p.digest,
-                self.pins.as_ref().expect("pinned").1.display()
+                self.pins.as_ref().expect("pinned").1.display(),
+                entry.role,
+                entry.source
             );
         }
         self.loaded.borrow_mut().push(entry);

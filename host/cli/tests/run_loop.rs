@@ -288,6 +288,7 @@ fn a_run_cut_back_after_the_first_evolve_phase_resumes_into_the_same_second_iter
     let refused = resume(&changed);
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && err.contains("not sha256:") && err.contains("plugins.lock"), "{err}");
+    assert!(err.contains("resume with `--replace info-metric="), "the way on is named: {err}");
     assert!(!changed.join("iter-1").exists(), "nothing was run");
     // So is a new run told to use plugins it does not get (`--plugin-lock`).
     let fresh = dir.path().join("fresh");
