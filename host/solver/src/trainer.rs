@@ -494,25 +494,12 @@ mod tests {
     use eva_engine::{Adaptation, Architecture, ModelConfig, Weights};
     use std::os::unix::fs::PermissionsExt;
 
-    /// The process's umask, read from procfs, else from what `open(O_CREAT, 0666)` gets
-    /// (`umask(2)` reads only by writing, which would race with other test threads).
-    fn current_umask() -> u32 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        if let Some(mask) = status.lines().find_map(|l| l.strip_prefix("Umask:")) {
-            return u32::from_str_radix(mask.trim(), 8).unwrap();
-        }
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("probe"), "").unwrap();
-        0o666 & !mode(&dir.path().join("probe"))
-    }
-
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
     }
 
     #[test]
     fn a_checkpoint_directory_honours_the_umask() {
-        let umask = current_umask();
         let config = ModelConfig::tiny(Architecture::Llama);
         let weights = Weights::random(&config, 1, &Device::Cpu).unwrap();
         let model = TrainableModel::new(&config, &weights, Adaptation::Full, 0).unwrap();
@@ -524,12 +511,16 @@ mod tests {
             ref_rejected: 0.0,
         };
         let out = tempfile::tempdir().unwrap();
+        // What the umask gives an ordinary new file and directory here.
+        std::fs::write(out.path().join("plain"), "").unwrap();
+        std::fs::create_dir(out.path().join("plain-dir")).unwrap();
+        let (file, folder) = (mode(&out.path().join("plain")), mode(&out.path().join("plain-dir")));
         let trainer = Trainer::new(&model, SolverConfig::default(), vec![pair], out.path()).unwrap();
         trainer.save_checkpoint().unwrap();
         let dir = trainer.checkpoint_dir();
-        assert_eq!(mode(&dir), 0o777 & !umask, "umask {umask:03o}");
+        assert_eq!(mode(&dir), folder);
         for name in ["params.safetensors", "optimizer.safetensors", "state.json"] {
-            assert_eq!(mode(&dir.join(name)), 0o666 & !umask, "{name}");
+            assert_eq!(mode(&dir.join(name)), file, "{name}");
         }
     }
 
