@@ -4,6 +4,6 @@
 
 fn main() {
     let dir = std::env::args().nth(1).expect("usage: tiny_classifier DIR");
-    let path = eva::models::write_tiny_classifier(std::path::Path::new(&dir));
+    let path = eva_test_support::models::write_tiny_classifier(std::path::Path::new(&dir));
     println!("{}", path.display());
 }

@@ -11,11 +11,14 @@ use eva_engine::{GenerationParams, LanguageModel, Sampling, WeightFormat};
 use eva_reward::Normalization;
 use serde::{Deserialize, Serialize};
 
-use crate::answering::{self, Draft};
 use crate::jsonl::read_prompts;
-use crate::reward_args::{RewardArgs, ScoringArgs};
+use crate::progress::Bars;
+use crate::reward_args::ScoringArgs;
 use crate::stats::{self, Estimate, EvalSummary};
-use eva_loop::layout::{Answer, PromptRecord, RunStore};
+use eva_loop::candle;
+use eva_loop::layout::{Answer, EvalDir, PromptRecord, RunStore};
+use eva_loop::run::Draft;
+use eva_loop::settings::RewardSettings;
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -72,7 +75,7 @@ struct EvalConfig {
     baseline: Option<PathBuf>,
     prompts: PathBuf,
     sampling: EvalSampling,
-    reward: RewardArgs,
+    reward: RewardSettings,
 }
 
 /// One side's unscored answers to a prompt.
@@ -95,12 +98,13 @@ struct EvalRow {
     outcome: String,
 }
 
-pub fn run(args: EvalArgs) -> Result<()> {
+pub fn run(args: EvalArgs, matches: &clap::ArgMatches) -> Result<()> {
+    let reward = args.scoring.settings(matches)?;
     let prompts = read_prompts(&args.prompts)?;
     if prompts.is_empty() {
         bail!("{} holds no prompts", args.prompts.display());
     }
-    if args.scoring.reward.normalize != Normalization::None {
+    if reward.normalize != Normalization::None {
         bail!("eval compares raw rewards across models: --normalize must be none");
     }
     let s = &args.sampling;
@@ -113,8 +117,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         None => (args.model.clone(), None),
     };
     let out = match (&args.out, &run) {
-        (Some(o), _) => o.clone(),
-        (None, Some(_)) => args.model.join("eval"),
+        (Some(o), _) => EvalDir(o.clone()),
+        (None, Some(_)) => RunStore::new(&args.model).eval(),
         (None, None) => bail!("--out DIR is required unless --model is a run directory"),
     };
     let config = EvalConfig {
@@ -122,7 +126,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         baseline: args.baseline.clone().or(run_base.flatten()),
         prompts: args.prompts.clone(),
         sampling: s.clone(),
-        reward: args.scoring.reward.clone(),
+        reward: reward.clone(),
     };
     check_config(&out, &config)?;
 
@@ -131,7 +135,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         Some(b) => b.clone(),
         None => crate::models::fetch_default()?,
     };
-    let store = RunStore { dir: out.clone() };
+    let store = RunStore::new(&out.0);
     let params = GenerationParams {
         sampling: Sampling { temperature: s.temperature, top_p: s.top_p },
         max_new_tokens: s.max_new_tokens,
@@ -140,24 +144,24 @@ pub fn run(args: EvalArgs) -> Result<()> {
         ..GenerationParams::default()
     };
     let answer = |path: &Path, side: &str| {
-        store.phase(&format!("answer ({side})"), &out.join(format!("{side}-answers.jsonl")), || {
+        store.phase(&format!("answer ({side})"), &out.side_answers(side), || {
             let _span = tracing::info_span!("answer", side, model = %path.display()).entered();
             let policy = LanguageModel::load(path, WeightFormat::F32)
                 .with_context(|| format!("loading the {side} {}", path.display()))?;
-            let drafts = answering::respond(&policy, &prompts, &params, &format!("answering ({side})"))?;
+            let drafts = candle::respond(&policy, &prompts, &params, &format!("answering ({side})"), &Bars)?;
             Ok(prompts.iter().zip(drafts).map(|(p, answers)| DraftRow { id: p.id.clone(), answers }).collect())
         })
     };
     let model_drafts = answer(&model, "model")?;
     let baseline_drafts = answer(&baseline, "baseline")?;
     let mut scorer = None;
-    let rows = store.phase("score", &out.join("answers.jsonl"), || {
-        let scorer = scorer.insert(args.scoring.scorer()?);
+    let rows = store.phase("score", &out.answers(), || {
+        let scorer = scorer.insert(args.scoring.scorer(&reward)?);
         let _span = tracing::info_span!("score", backend = %scorer.describe()).entered();
         // Both sides in one batch, so that an empty answer's floor is the same for both.
         let records: Vec<PromptRecord> = prompts.iter().chain(&prompts).cloned().collect();
         let drafts = model_drafts.into_iter().chain(baseline_drafts).map(|d| d.answers).collect();
-        let mut scored = answering::score(scorer, &records, drafts, Normalization::None)?;
+        let mut scored = candle::score(scorer, &records, drafts, Normalization::None, &Bars)?;
         let baseline_scored = scored.split_off(prompts.len());
         Ok(prompts
             .iter()
@@ -189,7 +193,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let summary = EvalSummary {
         model,
         baseline,
-        reward: args.scoring.reward.describe(),
+        reward: reward.describe(),
         prompts: rows.len(),
         confidence: s.confidence,
         model_reward: stats::mean_ci(&side(|r| r.model_reward), s.confidence),
@@ -197,7 +201,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         difference: stats::mean_ci(&side(|r| r.model_reward - r.baseline_reward), s.confidence),
         win_rate: stats::win_rate(count("win"), count("tie"), count("loss"), s.confidence),
     };
-    let path = out.join("eval.json");
+    let path = out.results();
     let text = serde_json::to_string_pretty(&summary).expect("json") + "\n";
     eva_engine::atomic::write_file(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     println!("{}", render(&summary));
@@ -205,21 +209,21 @@ pub fn run(args: EvalArgs) -> Result<()> {
 }
 
 /// An evaluation directory holds one evaluation: a rerun must ask for the same one.
-fn check_config(out: &Path, config: &EvalConfig) -> Result<()> {
-    let path = out.join("eval-config.json");
+fn check_config(out: &EvalDir, config: &EvalConfig) -> Result<()> {
+    let path = out.config();
     if path.is_file() {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let old: EvalConfig = serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
         if &old != config {
             bail!(
                 "{} holds an evaluation with other settings ({}): choose another --out or delete it",
-                out.display(),
+                out.0.display(),
                 path.display()
             );
         }
         return Ok(());
     }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::create_dir_all(&out.0).with_context(|| format!("creating {}", out.0.display()))?;
     let text = serde_json::to_string_pretty(config).expect("json") + "\n";
     eva_engine::atomic::write_file(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }

@@ -1,8 +1,7 @@
 //! `eva-host`: the eva command line.
 
-mod answering;
-mod candle;
 mod eval_cmd;
+mod flags;
 mod jsonl;
 mod logging;
 mod model_cmd;
@@ -19,6 +18,7 @@ mod run_config;
 mod score_cmd;
 mod solving;
 mod stats;
+mod summary;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -29,7 +29,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 /// eva: open-ended preference fine-tuning by asymmetric self-play.
 #[derive(Parser)]
 #[command(name = "eva-host", version, about)]
-struct Cli {
+pub(crate) struct Cli {
     /// Log filter (tracing's env-filter syntax), e.g. `info` or `eva_plugin_runtime=debug`.
     #[arg(long, global = true, env = "EVA_LOG", default_value = "warn")]
     log: String,
@@ -86,7 +86,7 @@ pub fn plugin_engine() -> Result<eva_plugin_runtime::PluginEngine> {
 
 fn main() -> std::process::ExitCode {
     eva_engine::alloc::keep_freed_memory();
-    let matches = Cli::command().get_matches();
+    let matches = flags::with_defaults(Cli::command()).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     logging::init(&cli.log);
     match run(cli, &matches) {
@@ -101,13 +101,15 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
     eva_engine::device::set_default(cli.device);
+    // The settings' commands tell the flags given from the defaults by their matches.
+    let sub = matches.subcommand().expect("a subcommand is required").1;
     match cli.command {
         Command::Plugin(cmd) => plugin_cmd::run(cmd),
         Command::Model(cmd) => model_cmd::run(cmd),
-        Command::Train(args) => train_cmd::run(*args),
-        Command::Score(args) => score_cmd::run(*args),
-        Command::Eval(args) => eval_cmd::run(*args),
+        Command::Train(args) => train_cmd::run(*args, sub),
+        Command::Score(args) => score_cmd::run(*args, sub),
+        Command::Eval(args) => eval_cmd::run(*args, sub),
         Command::Report(args) => report_cmd::run(args),
-        Command::Run(args) => run_cmd::run(*args, matches.subcommand_matches("run").expect("the run subcommand")),
+        Command::Run(args) => run_cmd::run(*args, sub),
     }
 }

@@ -14,7 +14,7 @@ use eva_plugin_registry::PluginLock;
 use serde::Serialize;
 
 use crate::stats::EvalSummary;
-use eva_loop::layout::{Answers, EvolvedRecord, Info, IterationSummary, PromptRecord, RunStore};
+use eva_loop::layout::{Answers, EvolvedRecord, Info, PromptRecord, RunStore};
 use plot::{Chart, Series};
 
 #[derive(Args)]
@@ -72,10 +72,10 @@ const ORIGINS: [(&str, &str); 3] = [("seed", "#ff7f0e"), ("evolved", "#17becf"),
 
 pub fn run(args: ReportArgs) -> Result<()> {
     let dir = &args.run_dir;
-    if !dir.join("config.toml").is_file() {
+    if !RunStore::new(dir).config().is_file() {
         bail!("{} is not a run directory of `eva-host run` (no config.toml)", dir.display());
     }
-    let out = args.out.clone().unwrap_or_else(|| dir.join("report.html"));
+    let out = args.out.clone().unwrap_or_else(|| RunStore::new(dir).report());
     let html = render(dir, args.lineages)?;
     eva_engine::atomic::write_file(&out, html.as_bytes()).with_context(|| format!("writing {}", out.display()))?;
     println!("{}", out.display());
@@ -83,28 +83,28 @@ pub fn run(args: ReportArgs) -> Result<()> {
 }
 
 fn load(dir: &Path) -> Result<Vec<Iteration>> {
-    let store = RunStore { dir: dir.to_owned() };
-    let mut prompts: Vec<PromptRecord> = store.read(&dir.join("seed.jsonl"))?.unwrap_or_default();
+    let store = RunStore::new(dir);
+    let mut prompts: Vec<PromptRecord> = store.read(&store.seeds())?.unwrap_or_default();
     let mut out = vec![];
     for t in 1.. {
         let it = store.iteration(t);
-        if !it.is_dir() {
+        if !it.path().is_dir() {
             break;
         }
         // The solver appends its steps as it goes: a running one may hold a partial line.
-        let steps = std::fs::read_to_string(it.join("train/metrics.jsonl"))
+        let steps = std::fs::read_to_string(it.train_metrics())
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .map(|r| (r["loss"].as_f64().unwrap_or(f64::NAN), r["margin"].as_f64().unwrap_or(f64::NAN)))
             .collect();
-        let next: Option<Vec<PromptRecord>> = store.read(&it.join("prompts-next.jsonl"))?;
+        let next: Option<Vec<PromptRecord>> = store.read(&it.next_prompts())?;
         out.push(Iteration {
             t,
             prompts: std::mem::take(&mut prompts),
-            answers: store.read(&it.join("answers.jsonl"))?.unwrap_or_default(),
-            infos: store.read(&it.join("info.jsonl"))?.unwrap_or_default(),
-            evolved: store.read(&it.join("evolved.jsonl"))?.unwrap_or_default(),
+            answers: store.read(&it.answers())?.unwrap_or_default(),
+            infos: store.read(&it.info())?.unwrap_or_default(),
+            evolved: store.read(&it.evolved())?.unwrap_or_default(),
             steps,
         });
         match next {
@@ -245,7 +245,9 @@ fn figures(its: &[Iteration]) -> Result<Vec<Figure>> {
 /// Up to `count` of the longest chains of evolved prompts, each from its seed to its
 /// newest descendant, with distinct seeds.
 fn lineages<'a>(its: &'a [Iteration], count: usize) -> Vec<Vec<Generation>> {
-    let mut nodes: HashMap<&'a str, (usize, Option<&'a str>, Option<&'a str>, &'a str)> = HashMap::new();
+    /// A prompt's iteration, parent, method and text.
+    type Node<'a> = (usize, Option<&'a str>, Option<&'a str>, &'a str);
+    let mut nodes: HashMap<&'a str, Node<'a>> = HashMap::new();
     for it in its {
         for p in it.prompts.iter().filter(|p| p.origin == "seed") {
             nodes.entry(&p.id).or_insert((it.t, None, None, &p.messages.last().expect("checked").content));
@@ -287,13 +289,13 @@ fn lineages<'a>(its: &'a [Iteration], count: usize) -> Vec<Vec<Generation>> {
 }
 
 fn render(dir: &Path, lineage_count: usize) -> Result<String> {
-    let store = RunStore { dir: dir.to_owned() };
+    let store = RunStore::new(dir);
     let its = load(dir)?;
-    let summaries: Vec<IterationSummary> = store.read(&dir.join("metrics.jsonl"))?.unwrap_or_default();
-    let lock_path = dir.join("plugins.lock");
+    let summaries = store.summaries()?;
+    let lock_path = store.plugin_lock();
     let plugins = if lock_path.is_file() { PluginLock::read(&lock_path)?.plugins } else { vec![] };
-    let config = std::fs::read_to_string(dir.join("config.toml")).context("reading config.toml")?;
-    let eval_path = dir.join("eval").join("eval.json");
+    let config = std::fs::read_to_string(store.config()).context("reading config.toml")?;
+    let eval_path = store.eval().results();
     let eval: Option<EvalSummary> = if eval_path.is_file() {
         let text = std::fs::read_to_string(&eval_path).with_context(|| format!("reading {}", eval_path.display()))?;
         Some(serde_json::from_str(&text).with_context(|| format!("{} is damaged", eval_path.display()))?)
@@ -318,10 +320,12 @@ fn render(dir: &Path, lineage_count: usize) -> Result<String> {
 }
 
 #[cfg(test)]
+// The test losses start at 0.6931, where DPO starts (ln 2), as a log would show it.
+#[allow(clippy::approx_constant)]
 mod tests {
     use super::*;
     use eva_engine::Message;
-    use eva_loop::layout::Answer;
+    use eva_loop::layout::{Answer, IterationSummary};
     use eva_plugin_registry::LockedPlugin;
 
     fn prompt(id: &str, text: &str, origin: &str, parent: Option<&str>) -> PromptRecord {
@@ -373,7 +377,7 @@ mod tests {
     /// Two finished iterations and a third that has only answered.
     fn write_run(dir: &Path) {
         let store = RunStore { dir: dir.to_owned() };
-        let it = |t: usize, name: &str| store.iteration(t).join(name);
+        let it = |t: usize, name: &str| store.iteration(t).path().join(name);
         std::fs::write(dir.join("config.toml"), "model = \"m.gguf\"\n").unwrap();
         let seeds = [
             prompt("s1", "Why is the sky <b>blue</b> & not green?", "seed", None),

@@ -4,54 +4,48 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::{ArgMatches, Args};
 use eva_engine::{LanguageModel, WeightFormat};
+use eva_loop::settings::{RewardKind, RewardSettings};
 use eva_plugin_runtime::RewardModel;
 use eva_reward::{Classifier, Judge, JudgeConfig, Normalization, PluginReward, Reward, Scorer};
 
 use crate::plugin_args::PluginArgs;
 use crate::plugin_source::{PluginLoader, PluginSource};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RewardKind {
-    /// An instruct model rates each answer 1-5; the reward is its expected rating.
-    Judge,
-    /// A Hugging Face *ForSequenceClassification reward model.
-    Classifier,
-    /// A Wasm component of the `reward` world (rule-based or verifiable rewards).
-    Plugin,
-}
-
-/// Which reward backend scores answers, and how.
-#[derive(Args, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RewardArgs {
-    /// The reward backend.
-    #[arg(long, value_enum, default_value = "judge")]
-    pub reward: RewardKind,
+/// Which reward backend scores answers, and how. Defaults:
+/// `eva_loop::settings::RewardSettings`.
+#[derive(Args, Debug, Clone, Default, serde::Serialize)]
+pub struct RewardFlags {
+    /// The reward backend: judge (an instruct model rates each answer 1-N; the reward is
+    /// its expected rating), classifier (a Hugging Face *ForSequenceClassification reward
+    /// model) or plugin (a Wasm component of the `reward` world: rule-based or
+    /// verifiable rewards).
+    #[arg(long)]
+    reward: Option<String>,
     /// The judge's model (.gguf or Hugging Face directory; default: the embedded
     /// SmolLM2-135M-Instruct) or the classifier's Hugging Face directory (required).
     #[arg(long, value_name = "PATH")]
-    pub reward_model: Option<PathBuf>,
+    reward_model: Option<PathBuf>,
     /// The reward plugin, with `--reward plugin`: a component file or `oci://` reference.
     #[arg(long, value_name = "FILE.wasm|oci://REF")]
-    pub reward_plugin: Option<PluginSource>,
+    reward_plugin: Option<PluginSource>,
     /// Which output of a multi-label classifier head is the reward.
     #[arg(long, value_name = "INDEX")]
-    pub reward_label: Option<usize>,
+    reward_label: Option<usize>,
     /// A Jinja template file replacing the judge's rubric; it sees `question` and `answer`
     /// and should ask for a single digit.
     #[arg(long, value_name = "FILE")]
-    pub judge_rubric: Option<PathBuf>,
+    judge_rubric: Option<PathBuf>,
     /// The judge's top score (2-9): the score tokens are the digits 1..=N.
-    #[arg(long, default_value_t = 5)]
-    pub judge_max_score: u32,
+    #[arg(long)]
+    judge_max_score: Option<u32>,
     /// Reward normalisation: none, or prompt-z (z-score over each prompt's answers).
-    #[arg(long, default_value = "none")]
-    pub normalize: Normalization,
+    #[arg(long)]
+    normalize: Option<Normalization>,
     /// Answers sent to the backend per call.
-    #[arg(long, default_value_t = 16)]
-    pub reward_batch: usize,
+    #[arg(long)]
+    reward_batch: Option<usize>,
 }
 
 /// What a command that scores answers takes: the backend, the plugin settings it may
@@ -59,7 +53,7 @@ pub struct RewardArgs {
 #[derive(Args)]
 pub struct ScoringArgs {
     #[command(flatten)]
-    pub reward: RewardArgs,
+    pub reward: RewardFlags,
     #[command(flatten)]
     pub plugins: PluginArgs,
     /// Compute threads; default: the cores not already busy.
@@ -68,57 +62,76 @@ pub struct ScoringArgs {
 }
 
 impl ScoringArgs {
+    /// The reward settings: the defaults with the flags given over them, checked.
+    pub fn settings(&self, matches: &ArgMatches) -> Result<RewardSettings> {
+        let settings = crate::flags::settings(&RewardSettings::default(), &self.reward, matches)?;
+        settings.check()?;
+        Ok(settings)
+    }
+
     /// The reward backend, with the plugin settings checked against what was loaded.
-    pub fn scorer(&self) -> Result<Scorer> {
+    pub fn scorer(&self, settings: &RewardSettings) -> Result<Scorer> {
         let loader = PluginLoader::from_args(&self.plugins)?;
-        let scorer = self.reward.scorer(&loader)?;
+        let scorer = scorer(settings, &loader)?;
         loader.check_names(&[])?;
         Ok(scorer)
     }
 }
 
-impl RewardArgs {
-    /// The backend in a few words, for reports: `judge`, `classifier:PATH`, ...
-    pub fn describe(&self) -> String {
-        let kind = format!("{:?}", self.reward).to_lowercase();
-        match (&self.reward_model, &self.reward_plugin) {
-            (_, Some(p)) if self.reward == RewardKind::Plugin => format!("{kind}:{p}"),
-            (Some(m), _) if self.reward != RewardKind::Plugin => format!("{kind}:{}", m.display()),
-            _ => kind,
+/// The reward plugin of `settings`, if its backend is a plugin.
+pub fn reward_plugin(settings: &RewardSettings) -> Result<Option<PluginSource>> {
+    match (&settings.reward, &settings.reward_plugin) {
+        (RewardKind::Plugin, Some(source)) => {
+            Ok(Some(source.parse().with_context(|| format!("--reward-plugin {source}"))?))
         }
+        _ => Ok(None),
     }
+}
 
-    /// Load the backend behind a caching [`Scorer`]; a reward plugin comes through `plugins`.
-    pub fn scorer(&self, plugins: &PluginLoader) -> Result<Scorer> {
-        let backend: Box<dyn Reward> = match self.reward {
-            RewardKind::Judge => {
-                let path = match &self.reward_model {
-                    Some(p) => p.clone(),
-                    None => crate::models::fetch_default()?,
-                };
-                let model = LanguageModel::load(&path, WeightFormat::F32)
-                    .with_context(|| format!("loading the judge {}", path.display()))?;
-                let mut config = JudgeConfig { max_score: self.judge_max_score, ..JudgeConfig::default() };
-                if let Some(file) = &self.judge_rubric {
-                    config.rubric =
-                        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-                }
-                Box::new(Judge::new(model, config)?)
+/// Load the backend behind a caching [`Scorer`]; a reward plugin comes through `plugins`.
+pub fn scorer(settings: &RewardSettings, plugins: &PluginLoader) -> Result<Scorer> {
+    let s = settings;
+    let backend: Box<dyn Reward> = match s.reward {
+        RewardKind::Judge => {
+            let path = match &s.reward_model {
+                Some(p) => p.clone(),
+                None => crate::models::fetch_default()?,
+            };
+            let model = LanguageModel::load(&path, WeightFormat::F32)
+                .with_context(|| format!("loading the judge {}", path.display()))?;
+            let mut config = JudgeConfig { max_score: s.judge_max_score, ..JudgeConfig::default() };
+            if let Some(file) = &s.judge_rubric {
+                config.rubric = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
             }
-            RewardKind::Classifier => {
-                let Some(path) = &self.reward_model else {
-                    bail!("--reward classifier needs --reward-model DIR (a *ForSequenceClassification model)");
-                };
-                Box::new(Classifier::load(path, self.reward_label)?)
-            }
-            RewardKind::Plugin => {
-                let Some(source) = &self.reward_plugin else {
-                    bail!("--reward plugin needs --reward-plugin FILE.wasm");
-                };
-                let plugin = plugins.load(source, false)?;
-                Box::new(PluginReward::new(RewardModel::new(plugin)?))
-            }
-        };
-        Ok(Scorer::new(backend, self.reward_batch))
+            Box::new(Judge::new(model, config)?)
+        }
+        RewardKind::Classifier => {
+            let Some(path) = &s.reward_model else {
+                bail!("--reward classifier needs --reward-model DIR (a *ForSequenceClassification model)");
+            };
+            Box::new(Classifier::load(path, s.reward_label)?)
+        }
+        RewardKind::Plugin => {
+            let Some(source) = reward_plugin(s)? else {
+                bail!("--reward plugin needs --reward-plugin FILE.wasm");
+            };
+            let plugin = plugins.load(&source, false)?;
+            Box::new(PluginReward::new(RewardModel::new(plugin)?))
+        }
+    };
+    Ok(Scorer::new(backend, s.reward_batch))
+}
+
+#[cfg(test)]
+mod tests {
+    use eva_loop::settings::Overlay;
+
+    #[test]
+    fn every_flag_is_a_setting() {
+        let keys = eva_loop::settings::RewardSettings::default().keys();
+        let flags = serde_json::to_value(super::RewardFlags::default()).unwrap();
+        for id in flags.as_object().unwrap().keys() {
+            assert!(keys.contains(id), "--{id} is no reward setting");
+        }
     }
 }

@@ -1,97 +1,88 @@
-//! A run's configuration: the loop's settings (flags of `eva-host run`, keys of its
-//! `--config` file) and `RUN_DIR/config.toml`, what a resume needs; and the models a run
+//! A run's configuration: the loop's settings as flags of `eva-host run` (keys of its
+//! `--config` file), `RUN_DIR/config.toml` (what a resume needs), and the models a run
 //! trained, for the commands that read a run directory (`eval`).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use eva_engine::WeightFormat;
-use eva_loop::layout::{IterationSummary, RunStore};
+use eva_loop::layout::RunStore;
+use eva_loop::settings::{LoopSettings, Overlay};
 use serde::{Deserialize, Serialize};
 
 use crate::plugin_args::PluginArgs;
 use crate::plugin_source::PluginSource;
-use crate::reward_args::RewardArgs;
-use crate::solving::SolverArgs;
+use crate::reward_args::RewardFlags;
+use crate::solving::SolverFlags;
 
-/// The loop's settings: every key of `--config FILE` (TOML, kebab-case or snake_case) is
-/// one of these flags, and a flag given on the command line wins over the file.
-#[derive(Args, Debug, Clone, Serialize, Deserialize)]
-pub struct LoopSettings {
+impl LoopFlags {
+    /// `base` with the keys of `file` and then the flags given on the command line put over
+    /// it: a flag wins over the file, the file over `base`.
+    pub fn over(&self, base: &LoopSettings, file: Option<&Path>, matches: &clap::ArgMatches) -> Result<LoopSettings> {
+        let mut settings = base.clone();
+        if let Some(file) = file {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            let table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+            let keys = serde_json::to_value(table).expect("toml to json");
+            let serde_json::Value::Object(keys) = keys else { unreachable!("a table") };
+            settings = settings.overlay(keys, &file.display().to_string())?;
+        }
+        crate::flags::settings(&settings, self, matches)
+    }
+}
+
+/// The loop's settings as flags: every key of `--config FILE` (TOML, kebab-case or
+/// snake_case) is one of these flags, and a flag given on the command line wins over the
+/// file. Defaults: `eva_loop::settings::LoopSettings`.
+#[derive(Args, Debug, Clone, Default, Serialize)]
+pub struct LoopFlags {
     /// eva iterations (creator + solver each).
-    #[arg(long, default_value_t = 2)]
-    pub iterations: usize,
-    /// Answers sampled per prompt (n).
-    #[arg(long, default_value_t = 4)]
-    pub answers: usize,
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// Answers sampled per prompt (n), at least 2.
+    #[arg(long)]
+    answers: Option<usize>,
     /// Longest answer, in tokens.
-    #[arg(long, default_value_t = 128)]
-    pub max_new_tokens: usize,
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
     /// Sampling temperature of the answers.
-    #[arg(long, default_value_t = 0.7)]
-    pub temperature: f32,
+    #[arg(long)]
+    temperature: Option<f32>,
     /// How the policy's weights are stored for sampling answers and evolutions: f32
     /// (exact: the weights the solver trains) or q8_0 (8 bits per weight, eva's own
     /// kernels: about 3x faster sampling on x86 CPUs with AVX-512 VNNI, a little faster
     /// with AVX2, from a policy rounded to 8 bits; CPU only). Training uses f32 (see
     /// `--precision`).
-    #[arg(long, default_value = "f32")]
-    #[serde(default)]
-    pub weights: WeightFormat,
-    /// Nucleus mass of the answers' sampling.
-    #[arg(long, default_value_t = 0.9)]
-    pub top_p: f32,
+    #[arg(long)]
+    weights: Option<WeightFormat>,
+    /// Nucleus mass of the answers' sampling, in (0, 1].
+    #[arg(long)]
+    top_p: Option<f32>,
     /// Fraction of X_t the sampler picks for evolution.
-    #[arg(long, default_value_t = 0.25)]
-    pub sample_fraction: f64,
+    #[arg(long)]
+    sample_fraction: Option<f64>,
     /// The most tokens one of the evolver's generate requests may produce.
-    #[arg(long, default_value_t = 256)]
-    pub evolve_max_tokens: u32,
+    #[arg(long)]
+    evolve_max_tokens: Option<u32>,
     /// Share of X'_t drawn uniformly from the old prompts (the buffer); the rest are
     /// evolved prompts.
-    #[arg(long, default_value_t = 0.2)]
-    pub buffer_fraction: f64,
+    #[arg(long)]
+    buffer_fraction: Option<f64>,
     /// Jaccard similarity of word 3-shingles at which an evolved prompt counts as a
     /// near-duplicate of one already seen (1 keeps all but exact duplicates).
-    #[arg(long, default_value_t = 0.8)]
-    pub dedup_threshold: f64,
+    #[arg(long)]
+    dedup_threshold: Option<f64>,
     /// The classic fixed-prompt baseline with the same budget: no info, sample or evolve;
     /// X'_t = X_t.
     #[arg(long)]
-    pub no_evolve: bool,
+    no_evolve: bool,
     #[command(flatten)]
     #[serde(flatten)]
-    pub solver: SolverArgs,
+    solver: SolverFlags,
     #[command(flatten)]
     #[serde(flatten)]
-    pub reward: RewardArgs,
-}
-
-impl LoopSettings {
-    /// Every setting in its range, the solver's and the reward's included, before any
-    /// model or plugin loads and before anything is written.
-    pub fn check(&self) -> Result<()> {
-        if self.answers < 2 {
-            bail!("--answers must be at least 2: pairs need two answers to compare");
-        }
-        if !(0.0..1.0).contains(&self.buffer_fraction) || !(0.0..=1.0).contains(&self.sample_fraction) {
-            bail!("--buffer-fraction must be in [0, 1) and --sample-fraction in [0, 1]");
-        }
-        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            bail!("--temperature must be a number >= 0, not {}", self.temperature);
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            bail!("--top-p must be in (0, 1], not {}", self.top_p);
-        }
-        if self.max_new_tokens == 0 || self.evolve_max_tokens == 0 {
-            bail!("--max-new-tokens and --evolve-max-tokens must be at least 1");
-        }
-        if !(0.0..=1.0).contains(&self.dedup_threshold) {
-            bail!("--dedup-threshold must be in [0, 1], not {}", self.dedup_threshold);
-        }
-        self.solver.check()
-    }
+    reward: RewardFlags,
 }
 
 /// What `RUN_DIR/config.toml` records: everything a resume needs.
@@ -138,20 +129,68 @@ pub struct TrainedModels {
     pub base: Option<PathBuf>,
 }
 
+impl RunConfig {
+    /// The configuration of the run in `store`; unknown settings are refused by name.
+    pub fn read(store: &RunStore) -> Result<RunConfig> {
+        let path = store.config();
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let damaged = || format!("{} is damaged", path.display());
+        let mut table: toml::Table = toml::from_str(&text).with_context(damaged)?;
+        let settings = table.remove("settings").unwrap_or_else(|| toml::Value::Table(Default::default()));
+        let serde_json::Value::Object(keys) = serde_json::to_value(settings).expect("toml to json") else {
+            anyhow::bail!("{}: `settings` must be a table", path.display())
+        };
+        let settings = LoopSettings::default().overlay(keys, &format!("{} [settings]", path.display()))?;
+        table.insert("settings".into(), toml::Value::try_from(&settings).expect("settings are toml"));
+        table.try_into().with_context(damaged)
+    }
+
+    /// Write it atomically.
+    pub fn write(&self, store: &RunStore) -> Result<()> {
+        let path = store.config();
+        let text = toml::to_string(self).context("writing the config")?;
+        eva_engine::atomic::write_file(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
 /// The models of the run in `dir`, or `None` when `dir` is not a run directory.
 pub fn trained_models(dir: &Path) -> Result<Option<TrainedModels>> {
-    let config_path = dir.join("config.toml");
-    if !config_path.is_file() {
+    let store = RunStore::new(dir);
+    if !store.config().is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&config_path).with_context(|| format!("reading {}", config_path.display()))?;
-    let config: RunConfig = toml::from_str(&text).with_context(|| format!("{} is damaged", config_path.display()))?;
-    let store = RunStore { dir: dir.to_owned() };
-    let summaries: Vec<IterationSummary> = store.read(&dir.join("metrics.jsonl"))?.unwrap_or_default();
+    let config = RunConfig::read(&store)?;
     let mut last = None;
-    for m in &summaries {
+    for m in &store.summaries()? {
         last = store.trained_model(m)?.or(last);
     }
     let last = last.with_context(|| format!("{}: no iteration has finished training yet", dir.display()))?;
     Ok(Some(TrainedModels { last, base: config.model }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_flag_is_a_setting() {
+        let keys = LoopSettings::default().keys();
+        let flags = serde_json::to_value(LoopFlags::default()).unwrap();
+        for id in flags.as_object().unwrap().keys() {
+            assert!(keys.contains(id), "--{id} is no loop setting");
+        }
+    }
+
+    #[test]
+    fn a_config_with_an_unknown_setting_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::new(dir.path());
+        let config = "plugins = []\nplugins_dir = \"p\"\n[settings]\niterations = 3\nanswerz = 2\n";
+        std::fs::write(store.config(), config).unwrap();
+        let err = format!("{:#}", RunConfig::read(&store).unwrap_err());
+        assert!(err.ends_with("config.toml [settings]: unknown setting `answerz` (see eva-host run --help)"), "{err}");
+        std::fs::write(store.config(), config.replace("answerz", "answers")).unwrap();
+        let read = RunConfig::read(&store).unwrap();
+        assert_eq!((read.settings.iterations, read.settings.answers), (3, 2), "missing keys take their defaults");
+    }
 }

@@ -23,7 +23,8 @@ pub struct ScoreArgs {
     scoring: ScoringArgs,
 }
 
-pub fn run(args: ScoreArgs) -> Result<()> {
+pub fn run(args: ScoreArgs, matches: &clap::ArgMatches) -> Result<()> {
+    let settings = args.scoring.settings(matches)?;
     let mut rows = read_rows(&args.input)?;
     // Every row is checked before any model is loaded.
     let mut items = Vec::with_capacity(rows.len());
@@ -39,7 +40,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         items.push(RewardItem::new(messages, response));
     }
     eva_engine::threads::set_threads(args.scoring.threads);
-    let mut scorer = args.scoring.scorer()?;
+    let mut scorer = args.scoring.scorer(&settings)?;
     let _span = tracing::info_span!("score", backend = %scorer.describe(), rows = rows.len()).entered();
     let bar = crate::progress::bar(rows.len() as u64, "scoring", "answers");
     let raw = scorer.score(&items, &mut |n| bar.inc(n as u64)).map_err(|e| match e {
@@ -51,8 +52,8 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     bar.finish_and_clear();
     let mut rewards = raw.clone();
     let prompts: Vec<String> = items.iter().map(|i| serde_json::to_string(&i.messages).expect("json")).collect();
-    normalize(args.scoring.reward.normalize, &mut rewards, &prompts);
-    let normalised = args.scoring.reward.normalize != eva_reward::Normalization::None;
+    normalize(settings.normalize, &mut rewards, &prompts);
+    let normalised = settings.normalize != eva_reward::Normalization::None;
     let mut out = String::new();
     for ((row, reward), raw) in rows.iter_mut().zip(rewards).zip(raw) {
         row.fields.insert("reward".into(), reward.into());

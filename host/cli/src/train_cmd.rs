@@ -6,7 +6,10 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::models::ModelArgs;
-use crate::solving::{SolverArgs, train_pairs};
+use crate::progress::Bars;
+use crate::solving::SolverFlags;
+use eva_loop::candle::train_pairs;
+use eva_loop::settings::SolverSettings;
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -23,14 +26,15 @@ pub struct TrainArgs {
     #[arg(long)]
     resume: bool,
     #[command(flatten)]
-    solver: SolverArgs,
+    solver: SolverFlags,
     /// Save OUT/model as a PEFT adapter instead of merged weights.
     #[arg(long)]
     save_adapter: bool,
 }
 
-pub fn run(args: TrainArgs) -> Result<()> {
-    args.solver.check()?;
+pub fn run(args: TrainArgs, matches: &clap::ArgMatches) -> Result<()> {
+    let solver = crate::flags::settings(&SolverSettings::default(), &args.solver, matches)?;
+    solver.check()?;
     let model = args.model.load()?;
     let pairs = eva_solver::read_pairs(&args.pairs)?;
     if args.resume {
@@ -44,7 +48,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     let name = |i: usize| format!("{}: pair {}", args.pairs.display(), i + 1);
-    let trainable = train_pairs(&model, &pairs, &name, &args.solver, &args.out, args.resume)?;
+    let trainable = train_pairs(&model, &pairs, &name, &solver, &args.out, args.resume, &Bars)?;
     let out = args.out.join("model");
     trainable
         .save_hf(&out, Some(&model.tokenizer), model.chat_template.as_ref(), args.save_adapter)

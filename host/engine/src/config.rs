@@ -501,7 +501,7 @@ impl ModelConfig {
         if !self.layer_types.is_empty() && self.layer_types.len() != self.num_layers {
             return bad(format!("{} layer types for {} layers", self.layer_types.len(), self.num_layers));
         }
-        if self.layer_types.contains(&LayerAttention::Sliding) && !self.sliding_window.is_some_and(|w| w > 0) {
+        if self.layer_types.contains(&LayerAttention::Sliding) && self.sliding_window.is_none_or(|w| w == 0) {
             return bad("sliding-window layers need a positive `sliding_window`".into());
         }
         let positive = |v: Option<f64>| v.is_none_or(|v| v.is_finite() && v > 0.0);

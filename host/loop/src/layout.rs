@@ -140,13 +140,195 @@ pub const PHASE_INDEX: &str = "phases.json";
 /// their targets; a killed process leaves them behind.
 const TEMPORARY_PREFIXES: [&str; 3] = [".eva-write-", ".eva-save-", ".checkpoint-"];
 
+/// A run directory. Its files, by accessor: `config.toml` ([`RunStore::config`], the
+/// run's settings, written by whoever drives the run), `seed.jsonl` ([`PromptRecord`]),
+/// `plugins.lock`, `run.log`, `metrics.jsonl` ([`IterationSummary`]), `phases.json`
+/// ([`IndexEntry`]), `eval/` ([`EvalDir`]), `report.html`, and one [`IterationDir`] per
+/// iteration.
 pub struct RunStore {
     pub dir: PathBuf,
 }
 
+/// The phases of an iteration, in order, each done when its file (or directory) exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The creator answers X_t and scores the answers.
+    RespondScore,
+    Info,
+    Select,
+    Evolve,
+    /// X'_t: kept variants and a buffer of old prompts.
+    Mix,
+    /// The solver answers the prompts of X'_t that have no answers yet.
+    SolveRespondScore,
+    Pair,
+    Train,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 8] = [
+        Phase::RespondScore,
+        Phase::Info,
+        Phase::Select,
+        Phase::Evolve,
+        Phase::Mix,
+        Phase::SolveRespondScore,
+        Phase::Pair,
+        Phase::Train,
+    ];
+
+    /// Its name in logs, errors and `config.toml`'s record of changes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::RespondScore => "respond+score",
+            Phase::Info => "info",
+            Phase::Select => "select",
+            Phase::Evolve => "evolve",
+            Phase::Mix => "mix",
+            Phase::SolveRespondScore => "solve respond+score",
+            Phase::Pair => "pair",
+            Phase::Train => "train",
+        }
+    }
+
+    /// Whether the fixed-prompt baseline (`no_evolve`) skips it.
+    pub fn evolves(self) -> bool {
+        matches!(self, Phase::Info | Phase::Select | Phase::Evolve)
+    }
+}
+
+/// `iter-T/` of a run directory.
+pub struct IterationDir(PathBuf);
+
+impl IterationDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    /// The file (or, for training, the directory) whose existence marks `phase` done.
+    pub fn output(&self, phase: Phase) -> PathBuf {
+        self.0.join(match phase {
+            Phase::RespondScore => "answers.jsonl",
+            Phase::Info => "info.jsonl",
+            Phase::Select => "selected.jsonl",
+            Phase::Evolve => "evolved.jsonl",
+            Phase::Mix => "prompts-next.jsonl",
+            Phase::SolveRespondScore => "solve-answers.jsonl",
+            Phase::Pair => "pairs.jsonl",
+            Phase::Train => "model",
+        })
+    }
+    /// [`Answers`] of X_t.
+    pub fn answers(&self) -> PathBuf {
+        self.output(Phase::RespondScore)
+    }
+    /// [`Info`] per prompt of X_t.
+    pub fn info(&self) -> PathBuf {
+        self.output(Phase::Info)
+    }
+    /// [`Info`] of the prompts picked for evolution.
+    pub fn selected(&self) -> PathBuf {
+        self.output(Phase::Select)
+    }
+    /// [`EvolvedRecord`]s, kept or not.
+    pub fn evolved(&self) -> PathBuf {
+        self.output(Phase::Evolve)
+    }
+    /// [`PromptRecord`]s of X'_t.
+    pub fn next_prompts(&self) -> PathBuf {
+        self.output(Phase::Mix)
+    }
+    /// [`Answers`] of the new prompts of X'_t.
+    pub fn solve_answers(&self) -> PathBuf {
+        self.output(Phase::SolveRespondScore)
+    }
+    /// [`PairRecord`]s.
+    pub fn pairs(&self) -> PathBuf {
+        self.output(Phase::Pair)
+    }
+    /// The trainer's directory: checkpoints, `metrics.jsonl` of its steps.
+    pub fn train(&self) -> PathBuf {
+        self.0.join("train")
+    }
+    /// The trainer's per-step metrics.
+    pub fn train_metrics(&self) -> PathBuf {
+        self.train().join("metrics.jsonl")
+    }
+    /// θ_{t+1}, a Hugging Face directory.
+    pub fn model(&self) -> PathBuf {
+        self.output(Phase::Train)
+    }
+}
+
+/// An evaluation's directory (`RUN_DIR/eval/` by default).
+pub struct EvalDir(pub PathBuf);
+
+impl EvalDir {
+    /// One side's unscored answers (`model`, `baseline`).
+    pub fn side_answers(&self, side: &str) -> PathBuf {
+        self.0.join(format!("{side}-answers.jsonl"))
+    }
+    /// The scored answers of both sides.
+    pub fn answers(&self) -> PathBuf {
+        self.0.join("answers.jsonl")
+    }
+    /// The evaluation's results.
+    pub fn results(&self) -> PathBuf {
+        self.0.join("eval.json")
+    }
+    /// What the evaluation was run with.
+    pub fn config(&self) -> PathBuf {
+        self.0.join("eval-config.json")
+    }
+}
+
 impl RunStore {
-    pub fn iteration(&self, t: usize) -> PathBuf {
-        self.dir.join(format!("iter-{t}"))
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        RunStore { dir: dir.into() }
+    }
+    pub fn iteration(&self, t: usize) -> IterationDir {
+        IterationDir(self.dir.join(format!("iter-{t}")))
+    }
+    /// The run's settings (TOML); a run directory is one exactly when it has this file.
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+    /// [`PromptRecord`]s of X_1.
+    pub fn seeds(&self) -> PathBuf {
+        self.dir.join("seed.jsonl")
+    }
+    /// The plugins' sources and digests.
+    pub fn plugin_lock(&self) -> PathBuf {
+        self.dir.join("plugins.lock")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("run.log")
+    }
+    /// [`IterationSummary`] per finished iteration.
+    pub fn metrics(&self) -> PathBuf {
+        self.dir.join("metrics.jsonl")
+    }
+    pub fn eval(&self) -> EvalDir {
+        EvalDir(self.dir.join("eval"))
+    }
+    pub fn report(&self) -> PathBuf {
+        self.dir.join("report.html")
+    }
+
+    /// The summaries of the finished iterations.
+    pub fn summaries(&self) -> Result<Vec<IterationSummary>> {
+        Ok(self.read(&self.metrics())?.unwrap_or_default())
+    }
+
+    /// The first phase a resumed run will compute, as `iter-T/PHASE`.
+    pub fn next_phase(&self, no_evolve: bool) -> Result<String> {
+        let summaries = self.summaries()?;
+        let t = (1..).find(|t| !summaries.iter().any(|m| m.iteration == *t)).expect("a finite run");
+        let dir = self.iteration(t);
+        let phase = Phase::ALL
+            .into_iter()
+            .find(|p| !(dir.output(*p).exists() || no_evolve && p.evolves()))
+            .unwrap_or(Phase::Train);
+        Ok(format!("iter-{t}/{}", phase.name()))
     }
 
     fn index_path(&self) -> PathBuf {
@@ -278,7 +460,7 @@ impl RunStore {
     /// error naming the directory when it trained one that is gone: never another model in
     /// its place.
     pub fn trained_model(&self, m: &IterationSummary) -> Result<Option<PathBuf>> {
-        let model = self.iteration(m.iteration).join("model");
+        let model = self.iteration(m.iteration).model();
         if m.pairs == 0 {
             return Ok(None);
         }
@@ -315,7 +497,7 @@ mod tests {
     #[test]
     fn a_cut_or_edited_phase_file_is_refused_by_name() {
         let (_dir, store) = store();
-        let path = store.iteration(1).join("pairs.jsonl");
+        let path = store.iteration(1).pairs();
         store.write(&path, &[1, 2, 3, 4, 5]).unwrap();
         assert_eq!(store.read::<u32>(&path).unwrap().unwrap(), [1, 2, 3, 4, 5]);
         std::fs::write(&path, "1\n2\n3\n4\n").unwrap();
@@ -331,7 +513,7 @@ mod tests {
     #[test]
     fn files_written_before_the_index_are_indexed_when_loaded() {
         let (_dir, store) = store();
-        let path = store.iteration(1).join("info.jsonl");
+        let path = store.iteration(1).info();
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, "7\n8\n").unwrap();
         assert_eq!(store.read::<u32>(&path).unwrap().unwrap(), [7, 8], "no entry: read as is");
@@ -344,7 +526,7 @@ mod tests {
     #[test]
     fn leftovers_of_killed_writers_are_removed() {
         let (_dir, store) = store();
-        let it = store.iteration(2);
+        let it = store.iteration(2).path().to_owned();
         std::fs::create_dir_all(it.join(".eva-save-abc/inner")).unwrap();
         std::fs::write(it.join(".eva-save-abc/inner/model.safetensors"), "w").unwrap();
         std::fs::create_dir_all(it.join("train/.checkpoint-x")).unwrap();
@@ -354,5 +536,27 @@ mod tests {
         assert!(!it.join(".eva-save-abc").exists() && !it.join("train/.checkpoint-x").exists());
         assert!(!store.dir.join(".eva-write-1").exists());
         assert!(it.join("answers.jsonl").exists() && it.join("train").is_dir());
+    }
+
+    #[test]
+    fn the_next_phase_is_the_first_without_its_file() {
+        let (_dir, store) = store();
+        assert_eq!(store.next_phase(false).unwrap(), "iter-1/respond+score");
+        let it = store.iteration(1);
+        store.write(&it.answers(), &[1]).unwrap();
+        assert_eq!(store.next_phase(false).unwrap(), "iter-1/info");
+        assert_eq!(store.next_phase(true).unwrap(), "iter-1/mix", "the baseline has no info, select, evolve");
+        for p in [it.info(), it.selected(), it.evolved(), it.next_prompts(), it.solve_answers(), it.pairs()] {
+            store.write(&p, &[1]).unwrap();
+        }
+        assert_eq!(store.next_phase(false).unwrap(), "iter-1/train");
+        let summary: IterationSummary = serde_json::from_str(
+            r#"{"iteration":1,"prompts":1,"mean_reward":null,"info_mean":null,"info_max":null,"selected":0,
+            "evolved":0,"kept":0,"next_prompts":1,"pairs":0,"mean_prompt_words":1.0,"first_loss":null,
+            "last_loss":null,"last_margin":null}"#,
+        )
+        .unwrap();
+        store.rewrite(&store.metrics(), &[summary]).unwrap();
+        assert_eq!(store.next_phase(false).unwrap(), "iter-2/respond+score");
     }
 }

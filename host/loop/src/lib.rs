@@ -18,13 +18,18 @@
 //!
 //! [`run::run`] drives the iterations over its seams ([`run::Engine`] and
 //! [`run::Policy`], [`run::Reward`], [`run::Trainer`], the roles, an [`run::Observer`]);
-//! `eva-host run` gives it the in-process candle engine and the Wasm plugins. The
-//! library prints nothing itself (it logs through `tracing`).
+//! [`candle`] implements the seams with the in-process candle engine; `eva-host run` gives
+//! them and the Wasm plugins to [`run::run`]. The library prints nothing itself: it logs
+//! through `tracing`, and long work reports to a [`progress::Progress`]. [`settings`] holds every
+//! setting of a run, typed, checked and with its default.
 
+pub mod candle;
 pub mod creator;
 pub mod dedup;
 pub mod generator;
 pub mod layout;
 pub mod numbers;
+pub mod progress;
 pub mod run;
+pub mod settings;
 pub mod solver;

@@ -14,7 +14,7 @@ use eva_plugin_runtime::Generator;
 
 use crate::creator::{self, Evolution, Evolver, InfoMetric, RoleError, Sampler};
 use crate::dedup::Seen;
-use crate::layout::{self, Answers, IterationSummary, PairRecord, PromptRecord, RunStore};
+use crate::layout::{self, Answers, IterationSummary, PairRecord, Phase, PromptRecord, RunStore};
 use crate::numbers::mean;
 use crate::solver::{self, Pairing};
 
@@ -127,7 +127,7 @@ pub fn run<E: Engine>(
 ) -> layout::Result<PathBuf> {
     let Parts { engine, creator, reward, trainer, roles, observer } = parts;
     let s = settings;
-    let metrics = store.dir.join("metrics.jsonl");
+    let metrics = store.metrics();
     let mut policy_path = base;
     let mut prompts = seeds.to_vec();
     let mut seen = Seen::default();
@@ -135,12 +135,12 @@ pub fn run<E: Engine>(
     let mut summaries: Vec<IterationSummary> = store.read(&metrics)?.unwrap_or_default();
     for t in 1..=s.iterations {
         let dir = store.iteration(t);
-        let next_path = dir.join("prompts-next.jsonl");
-        let model_dir = dir.join("model");
+        let next_path = dir.next_prompts();
+        let model_dir = dir.model();
         if let Some(m) = summaries.iter().find(|m| m.iteration == t) {
             // Finished earlier: carry its prompts, seen set and policy on.
             prompts = store.read(&next_path)?.ok_or_else(|| layout::Error::Missing { path: next_path.clone() })?;
-            creator::remember_kept(&mut seen, &store.read(&dir.join("evolved.jsonl"))?.unwrap_or_default());
+            creator::remember_kept(&mut seen, &store.read(&dir.evolved())?.unwrap_or_default());
             if let Some(model) = store.trained_model(m)? {
                 policy_path = model;
             }
@@ -159,16 +159,16 @@ pub fn run<E: Engine>(
         };
 
         // Creator.
-        let answers = store.phase("respond+score", &dir.join("answers.jsonl"), || answer(&prompts, "answering X_t"))?;
+        let answers = store.phase(Phase::RespondScore.name(), &dir.answers(), || answer(&prompts, "answering X_t"))?;
         let (next, infos, selected, evolved) = if s.no_evolve {
-            (store.phase("mix", &next_path, || Ok(prompts.clone()))?, vec![], vec![], vec![])
+            (store.phase(Phase::Mix.name(), &next_path, || Ok(prompts.clone()))?, vec![], vec![], vec![])
         } else {
             let infos =
-                store.phase("info", &dir.join("info.jsonl"), || creator::info(roles.info, &prompts, &answers, seed))?;
-            let selected = store.phase("select", &dir.join("selected.jsonl"), || {
+                store.phase(Phase::Info.name(), &dir.info(), || creator::info(roles.info, &prompts, &answers, seed))?;
+            let selected = store.phase(Phase::Select.name(), &dir.selected(), || {
                 creator::sample(roles.sampler, &infos, s.sample_fraction, seed)
             })?;
-            let evolved = store.phase("evolve", &dir.join("evolved.jsonl"), || {
+            let evolved = store.phase(Phase::Evolve.name(), &dir.evolved(), || {
                 let unfit = |m: &[Message]| policy.unfit(m, s.sampling.max_new_tokens);
                 let generator = creator.unwrap_or(&policy).generator(s.evolve_max_tokens, seed);
                 let step = Evolution {
@@ -183,19 +183,20 @@ pub fn run<E: Engine>(
             })?;
             // Loaded or computed alike, the kept variants join the seen set.
             creator::remember_kept(&mut seen, &evolved);
-            let next =
-                store.phase("mix", &next_path, || Ok(creator::mix(&prompts, &evolved, s.buffer_fraction, seed)))?;
+            let next = store.phase(Phase::Mix.name(), &next_path, || {
+                Ok(creator::mix(&prompts, &evolved, s.buffer_fraction, seed))
+            })?;
             (next, infos, selected, evolved)
         };
 
         // Solver: answers for X'_t (old prompts reuse theirs), pairs, training.
         let known: HashMap<&str, &Answers> = answers.iter().map(|a| (a.id.as_str(), a)).collect();
         let fresh: Vec<PromptRecord> = next.iter().filter(|p| !known.contains_key(p.id.as_str())).cloned().collect();
-        let fresh_answers = store
-            .phase("solve respond+score", &dir.join("solve-answers.jsonl"), || answer(&fresh, "answering X'_t"))?;
+        let fresh_answers =
+            store.phase(Phase::SolveRespondScore.name(), &dir.solve_answers(), || answer(&fresh, "answering X'_t"))?;
         let all: HashMap<&str, &Answers> = answers.iter().chain(&fresh_answers).map(|a| (a.id.as_str(), a)).collect();
-        let pairs = store.phase("pair", &dir.join("pairs.jsonl"), || solver::pair(roles.pairing, &next, &all, seed))?;
-        let out = dir.join("train");
+        let pairs = store.phase(Phase::Pair.name(), &dir.pairs(), || solver::pair(roles.pairing, &next, &all, seed))?;
+        let out = dir.train();
         let losses = if model_dir.is_dir() {
             trainer.losses(&out)
         } else if pairs.is_empty() {
@@ -204,7 +205,7 @@ pub fn run<E: Engine>(
         } else {
             trainer.train(&policy, &pairs, &out, &model_dir)
         }
-        .map_err(failed("train"))?;
+        .map_err(failed(Phase::Train.name()))?;
         drop(policy);
         if model_dir.is_dir() {
             policy_path = model_dir;

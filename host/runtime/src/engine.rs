@@ -1,21 +1,20 @@
 //! The shared wasmtime engine: configuration, the linker that defines what plugins may
-//! import, the epoch ticker that enforces CPU deadlines, and loading components.
+//! import, the epoch ticker that enforces CPU deadlines, and compiling components.
+//! Loading a plugin (`PluginEngine::load` and its kin) is in `plugin.rs`, beside the
+//! plugin it builds, so the engine knows nothing of plugins.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker, Resource};
+use wasmtime::component::{Component, HasSelf, Linker, Resource};
 use wasmtime::{Config, Engine, StoreContextMut};
 use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 
 use crate::bindings;
-use crate::cache::{self, ComponentCache};
-use crate::config::Metadata;
+use crate::cache::ComponentCache;
 use crate::error::{Error, Result};
-use crate::plugin::{Plugin, PluginOptions};
-use crate::role::Role;
 use crate::state::State;
 
 /// How often the epoch advances; CPU deadlines are checked at this granularity.
@@ -116,43 +115,9 @@ impl PluginEngine {
         &self.inner
     }
 
-    /// Load the component at `path` as a plugin of whatever role it exports.
-    pub fn load(&self, path: &Path, options: PluginOptions) -> Result<Plugin> {
-        self.load_with(path, |_| options)
-    }
-
-    /// Load the component at `path`, choosing its options by the name it declares
-    /// (the user configures plugins by name: `--plugin-config NAME.KEY=VALUE`).
-    pub fn load_with(&self, path: &Path, options: impl FnOnce(&str) -> PluginOptions) -> Result<Plugin> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
-        self.load_bytes_with(&bytes, path, options)
-    }
-
-    /// Load a component from memory; `origin` names it in errors.
-    pub fn load_bytes(&self, bytes: &[u8], origin: &Path, options: PluginOptions) -> Result<Plugin> {
-        self.load_bytes_with(bytes, origin, |_| options)
-    }
-
-    /// The role and metadata of a component, from its exports and `describe`, run under
-    /// the default limits with no settings and no grant: what a loader needs to know before
-    /// it grants anything by name.
-    pub fn describe(&self, bytes: &[u8], origin: &Path) -> Result<(Role, Metadata)> {
-        let digest = cache::digest(bytes);
-        let component = self.inner.cache.load(&self.inner.engine, bytes, &digest, origin)?;
-        let plugin = Plugin::described(self.clone(), component, origin, digest)?;
-        Ok((plugin.role(), plugin.metadata().clone()))
-    }
-
-    /// Load a component from memory, choosing its options by the name it declares.
-    pub fn load_bytes_with(
-        &self,
-        bytes: &[u8],
-        origin: &Path,
-        options: impl FnOnce(&str) -> PluginOptions,
-    ) -> Result<Plugin> {
-        let digest = cache::digest(bytes);
-        let _span = tracing::debug_span!("load_plugin", path = %origin.display(), digest = &digest[..12]).entered();
-        let component = self.inner.cache.load(&self.inner.engine, bytes, &digest, origin)?;
-        Plugin::new(self.clone(), component, origin, digest, options)
+    /// Compile `bytes`, or read them compiled from the cache; `digest` is theirs,
+    /// `origin` names them in errors.
+    pub(crate) fn component(&self, bytes: &[u8], digest: &str, origin: &Path) -> Result<Component> {
+        self.inner.cache.load(&self.inner.engine, bytes, digest, origin)
     }
 }

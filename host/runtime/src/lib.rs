@@ -25,6 +25,7 @@ mod config;
 mod convert;
 mod engine;
 mod error;
+mod guest;
 mod handles;
 mod inspect;
 mod limits;

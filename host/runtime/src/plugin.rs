@@ -1,5 +1,5 @@
-//! A loaded plugin: its compiled component, role, metadata and configuration, and the
-//! sandboxed call path every role's handle goes through.
+//! A loaded plugin: how the engine loads one, its compiled component, role, metadata and
+//! configuration, and the sandboxed call path every role's handle goes through.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,10 +8,12 @@ use std::sync::Arc;
 use wasmtime::component::{Component, Instance, InstancePre};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::bindings::{RoleExports, types};
+use crate::bindings::types;
+use crate::cache;
 use crate::config::{ConfigValue, Metadata, RawValue};
 use crate::engine::PluginEngine;
 use crate::error::{Error, Result, TrapKind};
+use crate::guest::RoleExports;
 use crate::limits::Limits;
 use crate::role::{self, Detected, InterfaceName, Role};
 use crate::state::{CallSetup, Overrun, State};
@@ -46,6 +48,50 @@ pub struct Plugin {
     calls: u64,
 }
 
+// The engine's loaders live here, beside the `Plugin` they build, so that the engine
+// need not know plugins.
+impl PluginEngine {
+    /// Load the component at `path` as a plugin of whatever role it exports.
+    pub fn load(&self, path: &Path, options: PluginOptions) -> Result<Plugin> {
+        self.load_with(path, |_| options)
+    }
+
+    /// Load the component at `path`, choosing its options by the name it declares
+    /// (the user configures plugins by name: `--plugin-config NAME.KEY=VALUE`).
+    pub fn load_with(&self, path: &Path, options: impl FnOnce(&str) -> PluginOptions) -> Result<Plugin> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+        self.load_bytes_with(&bytes, path, options)
+    }
+
+    /// Load a component from memory; `origin` names it in errors.
+    pub fn load_bytes(&self, bytes: &[u8], origin: &Path, options: PluginOptions) -> Result<Plugin> {
+        self.load_bytes_with(bytes, origin, |_| options)
+    }
+
+    /// The role and metadata of a component, from its exports and `describe`, run under
+    /// the default limits with no settings and no grant: what a loader needs to know before
+    /// it grants anything by name.
+    pub fn describe(&self, bytes: &[u8], origin: &Path) -> Result<(Role, Metadata)> {
+        let digest = cache::digest(bytes);
+        let component = self.component(bytes, &digest, origin)?;
+        let plugin = Plugin::described(self.clone(), component, origin, digest)?;
+        Ok((plugin.role(), plugin.metadata().clone()))
+    }
+
+    /// Load a component from memory, choosing its options by the name it declares.
+    pub fn load_bytes_with(
+        &self,
+        bytes: &[u8],
+        origin: &Path,
+        options: impl FnOnce(&str) -> PluginOptions,
+    ) -> Result<Plugin> {
+        let digest = cache::digest(bytes);
+        let _span = tracing::debug_span!("load_plugin", path = %origin.display(), digest = &digest[..12]).entered();
+        let component = self.component(bytes, &digest, origin)?;
+        Plugin::new(self.clone(), component, origin, digest, options)
+    }
+}
+
 /// Whether a role's world grants an import. WASI is allowed for every role because the
 /// linker backs it with a context that grants nothing.
 fn import_allowed(role: Role, import: &str) -> bool {
@@ -63,7 +109,7 @@ fn import_allowed(role: Role, import: &str) -> bool {
 }
 
 impl Plugin {
-    pub(crate) fn new(
+    fn new(
         engine: PluginEngine,
         component: Component,
         path: &Path,
@@ -75,7 +121,7 @@ impl Plugin {
 
     /// The plugin linked and described, not yet configured: it runs under the default
     /// limits, with no settings and no grant.
-    pub(crate) fn described(engine: PluginEngine, component: Component, path: &Path, digest: String) -> Result<Plugin> {
+    fn described(engine: PluginEngine, component: Component, path: &Path, digest: String) -> Result<Plugin> {
         let inner = engine.inner();
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(&inner.engine).map(|(n, _)| n.to_owned()).collect();

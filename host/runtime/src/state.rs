@@ -37,8 +37,9 @@ impl ResourceLimiter for MemoryLimiter {
 }
 
 /// The clock a WASI guest sees: it starts at zero, ticks one millisecond per read, and
-/// jumps forward when the guest sleeps (see [`crate::engine`]), so plugins can neither
-/// observe real time nor make the host wait on it, and runs stay reproducible.
+/// jumps forward when the guest sleeps (the engine's linker replaces WASI's sleeps), so
+/// plugins can neither observe real time nor make the host wait on it, and runs stay
+/// reproducible.
 #[derive(Clone, Default)]
 pub(crate) struct FakeClock(Arc<AtomicU64>);
 

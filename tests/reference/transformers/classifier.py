@@ -3,7 +3,7 @@
     cargo run --example tiny_classifier -- /tmp/eva-tc
     python classifier.py /tmp/eva-tc/tiny-classifier > classifier.json
 
-Needs torch and transformers (pip). The Rust test `tests/reward_classifier.rs` rebuilds the
+Needs torch and transformers (pip). The Rust test `testing/tests/integration/reward_classifier.rs` rebuilds the
 same model, checks that its weights hash to `safetensors_sha256`, and compares eva's
 classifier backend with the scores below. Each conversation is scored on its own and
 again in one right-padded batch; both must agree.

@@ -6,7 +6,7 @@
 Needs torch and transformers (pip). For each directory (written by eva: config.json and
 model.safetensors) this records the weights' sha256, the logits of every position of two
 sequences, and the config as transformers itself writes it (`save_pretrained`), so that
-`tests/engine_families.rs` checks eva's forward pass, the directories eva saves and eva's
+`testing/tests/integration/engine_families.rs` checks eva's forward pass, the directories eva saves and eva's
 reading of transformers' own config.json.
 """
 
