@@ -7,7 +7,7 @@
 //! It builds the first-party plugins and the test fixtures into components, once per
 //! process ([`component`]), loads them the way the tests do ([`harness`]), and provides
 //! real models and the llama.cpp reference ([`models`]), a headless browser ([`browser`])
-//! and a real OCI registry on loopback ([`registry`]). Data the tests read stays in the
+//! a real OCI registry on loopback ([`registry`]) and a real vLLM server ([`vllm`]). Data the tests read stays in the
 //! workspace's `tests/` (`data`, `fixtures`, `reference`); [`workspace_root`] finds it.
 //!
 //! The components land in `TARGET/eva-plugins/NAME.wasm` (TARGET being the cargo
@@ -24,6 +24,7 @@ pub mod browser;
 pub mod harness;
 pub mod models;
 pub mod registry;
+pub mod vllm;
 
 /// The first-party plugins, by crate name.
 pub const FIRST_PARTY: [&str; 5] = [

@@ -10,6 +10,7 @@ mod engine_reference;
 mod first_party_plugins;
 mod hostile_plugins;
 mod other_languages;
+mod remote_vllm;
 mod reward_classifier;
 mod reward_judge;
 mod sandbox;

@@ -1,0 +1,17 @@
+//! eva's engines on servers. A policy served by one or more OpenAI-compatible servers
+//! (vLLM, llama.cpp's `llama-server`, a hosted API) answers the loop's prompts and serves
+//! the evolver's `generate`, behind the same seams as the in-process engine:
+//!
+//! - [`client`]: one endpoint: its base URL, an API key from the environment (never
+//!   written anywhere), retries with backoff on lost connections and 5xx answers, and
+//!   errors that name the endpoint and say what the server said;
+//! - [`policy`]: [`policy::RemotePolicy`], `eva_loop::run::Policy` over a set of
+//!   endpoints: prompts are spread over every endpoint with a bounded number of requests
+//!   in flight on each, and each prompt's seed is derived from the run's seed and the
+//!   prompt's id, so the answers do not depend on how the prompts were spread.
+
+pub mod client;
+pub mod policy;
+
+#[cfg(test)]
+mod fake;
