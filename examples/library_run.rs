@@ -150,7 +150,7 @@ fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         engine: &mut CandleEngine { weights: WeightFormat::F32, progress: progress.clone() },
         creator: None,
         reward: &mut TwentyFiveWords,
-        trainer: &mut CandleTrainer { solver: settings.solver.clone(), progress },
+        trainer: &mut CandleTrainer { solver: settings.solver.clone(), progress, keep_update: false },
         roles: Roles { info: &mut Spread, sampler: &mut TopTwo, evolver: &mut evolver, pairing: &mut BestWorst },
         observer: &mut Print,
     };

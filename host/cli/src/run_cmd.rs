@@ -4,23 +4,19 @@
 //! last finished phase.
 
 mod config;
+mod engines;
 mod plugins;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{ArgMatches, Args};
-use eva_loop::candle::{CandleEngine, CandlePolicy, CandleTrainer, ScorerReward};
 use eva_loop::layout::RunStore;
-use eva_loop::run::Parts;
 
 use crate::jsonl::read_prompts;
 use crate::plugin_args::PluginArgs;
 use crate::plugin_source::{PluginLoader, PluginSource};
-use crate::progress::Bars;
-use crate::run_config::{LoopFlags, RunConfig};
-use crate::summary::OneScreen;
+use crate::run_config::{LoopFlags, RunConfig, ServerArgs};
 use plugins::{Loaded, Replacement};
 
 #[derive(Args)]
@@ -75,6 +71,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     plugins_dir: Option<PathBuf>,
     #[command(flatten)]
+    servers: ServerArgs,
+    #[command(flatten)]
     plugin_args: PluginArgs,
     #[command(flatten)]
     settings: LoopFlags,
@@ -128,23 +126,11 @@ pub fn run(args: RunArgs, matches: &ArgMatches) -> Result<()> {
     loader.check_names(&all_retired)?;
     config::record(&mut config, &store, settings_changed, replaced, retired)?;
     loader.lock()?.write(&store.plugin_lock())?;
-    let s = &config.settings;
     let base = match &config.model {
         Some(p) => p.clone(),
         None => crate::models::fetch_default()?,
     };
-    let progress = Arc::new(Bars);
-    let creator = config.creator_model.as_deref().map(|p| CandlePolicy::creator(p, s.weights, progress.clone()));
-    let creator = creator.transpose()?;
-    let parts = Parts {
-        engine: &mut CandleEngine { weights: s.weights, progress: progress.clone() },
-        creator: creator.as_ref(),
-        reward: &mut ScorerReward { scorer, normalize: s.reward.normalize, progress: progress.clone() },
-        trainer: &mut CandleTrainer { solver: s.solver.clone(), progress },
-        roles: handles.roles(),
-        observer: &mut OneScreen,
-    };
-    let last = eva_loop::run::run(&store, &s.run_settings(), &seeds, base, parts)?;
+    let last = engines::drive(&store, &config, &seeds, base, scorer, &mut handles)?;
     println!("{}", last.display());
     Ok(())
 }

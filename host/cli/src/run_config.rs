@@ -85,6 +85,32 @@ pub struct LoopFlags {
     reward: RewardFlags,
 }
 
+/// Where the policy is served: servers instead of the in-process engine. Fixed for a run.
+#[derive(Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerArgs {
+    /// An OpenAI-compatible server (vLLM) that serves `--model` (a Hugging Face
+    /// directory), for the answers and the evolver's generate (repeatable: the prompts are
+    /// spread over all). Training stays on this machine, LoRA only; each iteration's update
+    /// is kept and θ_{t+1} is loaded into the servers as one adapter
+    /// (`/v1/load_lora_adapter`). An API key is read from EVA_API_KEY, never saved.
+    #[arg(long = "policy-endpoint", value_name = "URL")]
+    pub endpoints: Vec<String>,
+    /// The name the servers give `--model` (vLLM's `--served-model-name`); default: the
+    /// `--model` path as given, which is vLLM's own default.
+    #[arg(long, value_name = "NAME", requires = "endpoints")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<String>,
+    /// Requests in flight per endpoint.
+    #[arg(long, default_value_t = 4)]
+    pub endpoint_concurrency: usize,
+}
+
+impl ServerArgs {
+    pub fn is_local(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+}
+
 /// What `RUN_DIR/config.toml` records: everything a resume needs.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RunConfig {
@@ -99,6 +125,9 @@ pub struct RunConfig {
     #[serde(default)]
     pub plugin_args: PluginArgs,
     pub settings: LoopSettings,
+    /// The servers of the policy (none: the in-process engine).
+    #[serde(default, skip_serializing_if = "ServerArgs::is_local")]
+    pub servers: ServerArgs,
     /// What `--resume --reconfigure` and `--resume --replace` changed, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<ConfigChange>,

@@ -124,10 +124,13 @@ impl Reward for ScorerReward {
     }
 }
 
-/// The candle solver: LoRA by default, or full fine-tuning; θ_{t+1} is saved merged.
+/// The candle solver: LoRA by default, or full fine-tuning; θ_{t+1} is saved merged, and
+/// with `keep_update` the LoRA update alone too (`layout::DELTA_ADAPTER` in the trainer's
+/// directory), for servers that take adapters.
 pub struct CandleTrainer {
     pub solver: SolverSettings,
     pub progress: Arc<dyn Progress>,
+    pub keep_update: bool,
 }
 
 impl Trainer<CandlePolicy> for CandleTrainer {
@@ -151,6 +154,10 @@ impl Trainer<CandlePolicy> for CandleTrainer {
         let name = |i: usize| format!("pair {} (prompt `{}`)", i + 1, ids[i]);
         let model = &policy.model;
         let trainable = train_pairs(model, &pairs, &name, &self.solver, out, true, self.progress.as_ref())?;
+        if self.keep_update {
+            let update = out.join(crate::layout::DELTA_ADAPTER);
+            trainable.save_hf(&update, None, None, true).map_err(|e| Error::load("saved update", &update, e))?;
+        }
         trainable
             .save_hf(model_dir, Some(&model.tokenizer), model.chat_template.as_ref(), false)
             .map_err(|e| Error::load("saved model", model_dir, e))?;

@@ -133,6 +133,9 @@ pub struct IndexEntry {
     pub sha256: String,
 }
 
+/// Where in its output directory a trainer keeps the iteration's LoRA update alone.
+pub const DELTA_ADAPTER: &str = "adapter";
+
 /// The name of the phase index in a run directory.
 pub const PHASE_INDEX: &str = "phases.json";
 
@@ -256,6 +259,16 @@ impl IterationDir {
     /// θ_{t+1}, a Hugging Face directory.
     pub fn model(&self) -> PathBuf {
         self.output(Phase::Train)
+    }
+    /// This iteration's LoRA update alone (a PEFT adapter over θ_t), when the trainer
+    /// was asked to keep it.
+    pub fn train_adapter(&self) -> PathBuf {
+        self.train().join(DELTA_ADAPTER)
+    }
+    /// θ_{t+1} as one PEFT adapter over the run's base model: the iterations' updates
+    /// stacked, what servers that take adapters load.
+    pub fn adapter(&self) -> PathBuf {
+        self.0.join("adapter")
     }
 }
 

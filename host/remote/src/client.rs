@@ -77,9 +77,19 @@ impl Client {
         &self.base
     }
 
-    /// POST `body` as JSON to `path` (from the server's root, e.g. `/v1/chat/completions`);
-    /// `what` says what the request is for, in errors.
+    /// POST `body` as JSON to `path` (from the server's root, e.g. `/v1/chat/completions`)
+    /// and read the answer as JSON; `what` says what the request is for, in errors.
     pub fn post<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B, what: &str) -> Result<R> {
+        let text = self.post_text(path, body, what)?;
+        serde_json::from_str(&text).map_err(|e| Error::BadAnswer {
+            endpoint: self.base.clone(),
+            what: what.into(),
+            reason: format!("{e} in {}", clip(&text)),
+        })
+    }
+
+    /// [`Client::post`] for routes that answer in plain text.
+    pub fn post_text<B: Serialize>(&self, path: &str, body: &B, what: &str) -> Result<String> {
         let url = format!("{}{path}", self.base);
         let bytes = serde_json::to_vec(body).expect("requests serialize");
         let mut wait = self.retry.backoff;
@@ -121,11 +131,7 @@ impl Client {
                     message: message_of(&text),
                 });
             }
-            return serde_json::from_str(&text).map_err(|e| Error::BadAnswer {
-                endpoint: self.base.clone(),
-                what: what.into(),
-                reason: format!("{e} in {}", clip(&text)),
-            });
+            return Ok(text);
         }
         Err(Error::Unreachable { endpoint: self.base.clone(), attempts: self.retry.retries + 1, reason: last })
     }

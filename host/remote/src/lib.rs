@@ -8,9 +8,12 @@
 //! - [`policy`]: [`policy::RemotePolicy`], `eva_loop::run::Policy` over a set of
 //!   endpoints: prompts are spread over every endpoint with a bounded number of requests
 //!   in flight on each, and each prompt's seed is derived from the run's seed and the
-//!   prompt's id, so the answers do not depend on how the prompts were spread.
+//!   prompt's id, so the answers do not depend on how the prompts were spread;
+//! - [`handoff`]: θ_{t+1} handed to the servers as one LoRA adapter over the base they
+//!   serve (the iterations' updates stacked, exactly).
 
 pub mod client;
+pub mod handoff;
 pub mod policy;
 
 #[cfg(test)]

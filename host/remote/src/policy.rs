@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 
-use eva_engine::Message;
+use eva_engine::{Message, WeightFormat};
+use eva_loop::candle::{CandleEngine, CandleTrainer};
 use eva_loop::creator::RoleError;
-use eva_loop::layout::PromptRecord;
+use eva_loop::layout::{PairRecord, PromptRecord, RunStore};
 use eva_loop::progress::Progress;
-use eva_loop::run::{Draft, Engine, Policy, Sampling};
+use eva_loop::run::{Draft, Engine, Policy, Sampling, Trainer};
 use eva_plugin_runtime::{GenerateRequest, Generator};
 use serde::{Deserialize, Serialize};
 
@@ -163,15 +164,30 @@ fn chat(client: &Client, model: &str, messages: &[Message], s: &Sampling, seed: 
         .collect()
 }
 
-/// θ_t on servers.
+/// θ_t on servers: the base model they serve, or an adapter loaded into them.
 pub struct RemotePolicy {
     served: Arc<Served>,
+    /// The name requests give for θ_t.
+    model: String,
+    /// θ_t on this machine (a Hugging Face directory), for a local trainer.
+    local: PathBuf,
     progress: Arc<dyn Progress>,
 }
 
 impl RemotePolicy {
-    pub fn new(served: Arc<Served>, progress: Arc<dyn Progress>) -> RemotePolicy {
-        RemotePolicy { served, progress }
+    /// The base model the servers serve, which is `local` on this machine.
+    pub fn new(served: Arc<Served>, local: PathBuf, progress: Arc<dyn Progress>) -> RemotePolicy {
+        RemotePolicy { model: served.model.clone(), served, local, progress }
+    }
+
+    /// The name requests give for θ_t.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// θ_t on this machine.
+    pub fn local(&self) -> &Path {
+        &self.local
     }
 }
 
@@ -190,11 +206,11 @@ struct TokenizeResponse {
 
 impl Policy for RemotePolicy {
     fn respond(&self, prompts: &[PromptRecord], s: &Sampling, what: &str) -> Result<Vec<Vec<Draft>>, RoleError> {
-        let served = &self.served;
+        let (served, model) = (&self.served, self.model.as_str());
         let tracker = self.progress.start(what, prompts.len() as u64, "prompts");
         let work = |client: &Client, i: usize| {
             let p = &prompts[i];
-            chat(client, &served.model, &p.messages, s, prompt_seed(s.seed, &p.id), &format!("prompt `{}`", p.id))
+            chat(client, model, &p.messages, s, prompt_seed(s.seed, &p.id), &format!("prompt `{}`", p.id))
         };
         Ok(served.spread(prompts.len(), &work, &mut |_, _| tracker.advance(1))?)
     }
@@ -227,13 +243,14 @@ impl Policy for RemotePolicy {
     }
 
     fn generator(&self, max_tokens: u32, seed: u64) -> Arc<dyn Generator> {
-        Arc::new(RemoteGenerator { served: self.served.clone(), max_tokens, seed })
+        Arc::new(RemoteGenerator { served: self.served.clone(), model: self.model.clone(), max_tokens, seed })
     }
 }
 
 /// The evolver's `generate` on the servers, one answer per request.
 pub struct RemoteGenerator {
     served: Arc<Served>,
+    model: String,
     max_tokens: u32,
     seed: u64,
 }
@@ -252,34 +269,111 @@ impl Generator for RemoteGenerator {
                 seed: self.seed,
             };
             let seed = self.seed.wrapping_add(i as u64) & (i64::MAX as u64);
-            let drafts = chat(client, &self.served.model, &messages, &sampling, seed, "a generate request")?;
+            let drafts = chat(client, &self.model, &messages, &sampling, seed, "a generate request")?;
             Ok(drafts.into_iter().next().map(|d| d.text).unwrap_or_default())
         };
         self.served.spread(requests.len(), &work, &mut |_, _| {}).map_err(|e| e.to_string())
     }
 }
 
-/// Loads θ_t on the servers: today only the model they serve (`base`); a trained θ_{t+1}
-/// is refused by name until weights can be handed to the servers.
+/// Loads θ_t on the servers: the base they serve, or θ_{t+1} of a finished iteration as
+/// one adapter (the updates of every iteration so far stacked, see [`crate::handoff`]),
+/// loaded into every endpoint under a name of its own. Needs a trainer that kept each
+/// update (`CandleTrainer::keep_update`).
 pub struct RemoteEngine {
     pub served: Arc<Served>,
+    /// The base model on this machine: the Hugging Face directory the servers loaded.
     pub base: PathBuf,
+    pub store: RunStore,
     pub progress: Arc<dyn Progress>,
+}
+
+#[derive(Serialize)]
+struct LoadAdapter<'a> {
+    lora_name: &'a str,
+    lora_path: &'a str,
+    /// A server that kept the name from an earlier attempt takes the adapter again.
+    load_inplace: bool,
+}
+
+impl RemoteEngine {
+    /// θ_{t+1} of iteration `t` as one adapter over the base, written once.
+    fn stacked(&self, t: usize) -> Result<PathBuf, RoleError> {
+        let dir = self.store.iteration(t);
+        let adapter = dir.adapter();
+        if adapter.join("adapter_config.json").is_file() {
+            return Ok(adapter);
+        }
+        let summaries = self.store.summaries()?;
+        let mut updates = vec![];
+        for k in 1..=t {
+            let trained = summaries.iter().find(|m| m.iteration == k).is_none_or(|m| m.pairs > 0);
+            let update = self.store.iteration(k).train_adapter();
+            if trained && self.store.iteration(k).model().is_dir() {
+                if !update.is_dir() {
+                    return Err(format!(
+                        "iteration {k} trained without keeping its update ({}): the servers cannot be given \
+                         θ_{} (was it run without --policy-endpoint?)",
+                        update.display(),
+                        t + 1
+                    )
+                    .into());
+                }
+                updates.push(update);
+            }
+        }
+        let rank = crate::handoff::stack(&updates, &adapter)?;
+        tracing::info!(iteration = t, rank, "θ_{} as one adapter: {}", t + 1, adapter.display());
+        Ok(adapter)
+    }
 }
 
 impl Engine for RemoteEngine {
     type Policy = RemotePolicy;
     fn load(&mut self, path: &Path) -> Result<RemotePolicy, RoleError> {
-        if path != self.base {
-            return Err(format!(
-                "the servers serve {} ({}); handing them the trained weights {} is not supported yet",
-                self.served.model,
-                self.base.display(),
-                path.display()
-            )
-            .into());
+        let mut policy = RemotePolicy::new(self.served.clone(), path.to_owned(), self.progress.clone());
+        if path == self.base {
+            return Ok(policy);
         }
-        Ok(RemotePolicy::new(self.served.clone(), self.progress.clone()))
+        let t = (1..=self.store.summaries()?.len() + 1).find(|t| self.store.iteration(*t).model() == path).ok_or_else(
+            || format!("{} is neither the served base {} nor a model of this run", path.display(), self.base.display()),
+        )?;
+        let adapter = std::path::absolute(self.stacked(t)?).map_err(|e| format!("{}: {e}", path.display()))?;
+        let name = format!("eva-iter-{t}");
+        let request = LoadAdapter { lora_name: &name, lora_path: &adapter.to_string_lossy(), load_inplace: true };
+        for client in &self.served.endpoints {
+            client.post_text(
+                "/v1/load_lora_adapter",
+                &request,
+                &format!("loading θ_{} ({})", t + 1, adapter.display()),
+            )?;
+        }
+        tracing::info!(endpoints = self.served.endpoints.len(), "θ_{} is served as `{name}`", t + 1);
+        policy.model = name;
+        Ok(policy)
+    }
+}
+
+/// The candle trainer for a policy on servers: θ_t is loaded on this machine from the
+/// directory the policy names, trained, and its update kept for the servers.
+pub struct LocalTrainer(pub CandleTrainer);
+
+impl Trainer<RemotePolicy> for LocalTrainer {
+    fn train(
+        &mut self,
+        policy: &RemotePolicy,
+        pairs: &[PairRecord],
+        out: &Path,
+        model_dir: &Path,
+    ) -> Result<Vec<(f64, f64)>, RoleError> {
+        self.0.keep_update = true;
+        let local =
+            CandleEngine { weights: WeightFormat::F32, progress: self.0.progress.clone() }.load(&policy.local)?;
+        self.0.train(&local, pairs, out, model_dir)
+    }
+
+    fn losses(&self, out: &Path) -> Result<Vec<(f64, f64)>, RoleError> {
+        self.0.losses(out)
     }
 }
 
@@ -299,7 +393,7 @@ mod tests {
 
     fn policy(urls: &[&str], concurrency: usize) -> RemotePolicy {
         let clients = urls.iter().map(|u| Client::new(u, quick()).unwrap().with_key(None)).collect();
-        RemotePolicy::new(Arc::new(Served::new(clients, "m", concurrency)), Arc::new(Silent))
+        RemotePolicy::new(Arc::new(Served::new(clients, "m", concurrency)), PathBuf::from("m"), Arc::new(Silent))
     }
 
     fn prompts(n: usize) -> Vec<PromptRecord> {
@@ -329,7 +423,7 @@ mod tests {
         assert!(!b.seen.lock().unwrap().is_empty(), "the second endpoint served some prompts");
         let keyed = Client::new(&a.url, quick()).unwrap().with_key(Some("k-123".into()));
         let served = Arc::new(Served::new(vec![keyed], "m", 1));
-        RemotePolicy::new(served, Arc::new(Silent)).respond(&prompts[..1], &SAMPLING, "x").unwrap();
+        RemotePolicy::new(served, PathBuf::from("m"), Arc::new(Silent)).respond(&prompts[..1], &SAMPLING, "x").unwrap();
         assert_eq!(a.seen.lock().unwrap().last().unwrap().authorization.as_deref(), Some("Bearer k-123"));
         let sent = &a.seen.lock().unwrap()[0];
         assert_eq!(sent.authorization, None, "no key, no header");

@@ -15,7 +15,8 @@ use eva_remote::policy::{RemotePolicy, Served};
 
 fn policy(url: &str, endpoints: usize, concurrency: usize) -> RemotePolicy {
     let clients = (0..endpoints).map(|_| Client::new(url, Retry::default()).unwrap().with_key(None)).collect();
-    RemotePolicy::new(Arc::new(Served::new(clients, "policy", concurrency)), Arc::new(Silent))
+    let base = eva_test_support::vllm::embedded_model_hf();
+    RemotePolicy::new(Arc::new(Served::new(clients, "policy", concurrency)), base, Arc::new(Silent))
 }
 
 #[test]

@@ -20,6 +20,23 @@ pub fn fresh(args: &RunArgs, matches: &ArgMatches) -> Result<RunConfig> {
     if let Some(path) = args.creator_model.iter().find(|p| !p.exists()) {
         bail!("--creator-model {}: no such file or directory", path.display());
     }
+    if !args.servers.is_local() {
+        match &args.model {
+            Some(dir) if dir.is_dir() => {}
+            _ => bail!("--policy-endpoint needs --model DIR: the Hugging Face directory the servers serve"),
+        }
+        if settings.solver.full {
+            bail!("--policy-endpoint trains LoRA adapters (the servers take adapters): --full is not supported");
+        }
+        if args.creator_model.is_some() {
+            bail!(
+                "--creator-model with --policy-endpoint is not supported yet: the creator model is the served policy"
+            );
+        }
+        for url in &args.servers.endpoints {
+            eva_remote::client::Client::new(url, Default::default())?;
+        }
+    }
     Ok(RunConfig {
         model: args.model.clone(),
         creator_model: args.creator_model.clone(),
@@ -27,6 +44,7 @@ pub fn fresh(args: &RunArgs, matches: &ArgMatches) -> Result<RunConfig> {
         plugins_dir: args.plugins_dir.clone().unwrap_or_else(|| crate::cache_root().join("plugins")),
         plugin_args: args.plugin_args.clone(),
         settings,
+        servers: args.servers.clone(),
         changes: vec![],
     })
 }
@@ -41,6 +59,9 @@ pub fn resumed(saved: RunConfig, args: &RunArgs, matches: &ArgMatches) -> Result
         ("plugins", "--plugin"),
         ("plugin_lock", "--plugin-lock"),
         ("plugins_dir", "--plugins-dir"),
+        ("endpoints", "--policy-endpoint"),
+        ("served_model", "--served-model"),
+        ("endpoint_concurrency", "--endpoint-concurrency"),
     ];
     if let Some((id, flag)) = fixed.iter().find(|(id, _)| is_given(matches, id)) {
         let hint = if *id == "plugins" { "; to run the rest with another plugin, use --replace ROLE=FILE" } else { "" };

@@ -7,6 +7,7 @@ mod other_languages;
 mod plugin_inspect;
 mod plugin_new;
 mod registry;
+mod remote_run;
 mod run_loop;
 mod score;
 mod train_resume;
