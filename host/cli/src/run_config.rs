@@ -77,6 +77,11 @@ pub struct LoopFlags {
     /// X'_t = X_t.
     #[arg(long)]
     no_evolve: bool,
+    /// Prompts answered and scored per commit of an answer phase: a kill, or a server
+    /// lost for good, loses at most one chunk's work, and `--resume` computes only the
+    /// chunks still missing, with the same results.
+    #[arg(long)]
+    phase_chunk: Option<usize>,
     #[command(flatten)]
     #[serde(flatten)]
     solver: SolverFlags,

@@ -442,6 +442,50 @@ impl RunStore {
         Ok(rows)
     }
 
+    /// A phase over `items` computed `chunk` items at a time, `compute(k, items)` for chunk
+    /// k: each chunk's rows are written to a file of their own as soon as they exist, so a
+    /// kill or a failure loses at most the chunk under way, and a resumed phase computes only
+    /// the chunks still missing. The chunks' files (beside `path`, named by the chunk size)
+    /// become `path` when all are done. `compute` must give one row per item.
+    pub fn chunked_phase<I, T: Serialize + DeserializeOwned>(
+        &self,
+        name: &str,
+        path: &Path,
+        items: &[I],
+        chunk: usize,
+        mut compute: impl FnMut(usize, &[I]) -> Result<Vec<T>, PhaseError>,
+    ) -> Result<Vec<T>> {
+        let chunk = chunk.max(1);
+        let parts = parts_dir(path, chunk);
+        self.phase(name, path, || {
+            let mut rows = Vec::with_capacity(items.len());
+            for (k, group) in items.chunks(chunk).enumerate() {
+                let part = parts.join(format!("{k:06}.jsonl"));
+                let done: Option<Vec<T>> = if part.is_file() { self.read(&part)? } else { None };
+                let computed = match done {
+                    Some(done) if done.len() == group.len() => {
+                        tracing::info!(phase = name, chunk = k, "chunk finished earlier; loaded");
+                        done
+                    }
+                    _ => {
+                        let done = compute(k, group)?;
+                        if done.len() != group.len() {
+                            return Err(format!("chunk {k} has {} rows for {} items", done.len(), group.len()).into());
+                        }
+                        self.rewrite(&part, &done)?;
+                        done
+                    }
+                };
+                rows.extend(computed);
+            }
+            Ok(rows)
+        })
+        .inspect(|_| {
+            // Written into the phase's file: the chunks are spent.
+            let _ = std::fs::remove_dir_all(&parts);
+        })
+    }
+
     /// Remove what killed writers left behind (temporary files and directories of the
     /// atomic writers, some as large as a model); returns how many were removed.
     pub fn remove_leftovers(&self) -> Result<usize> {
@@ -482,6 +526,13 @@ impl RunStore {
         }
         Ok(Some(model))
     }
+}
+
+/// Where the chunks of the phase whose file is `path` go, for chunks of `chunk` items.
+fn parts_dir(path: &Path, chunk: usize) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".parts-{chunk}"));
+    path.with_file_name(name)
 }
 
 fn entry_of(bytes: &[u8]) -> IndexEntry {
@@ -549,6 +600,40 @@ mod tests {
         assert!(!it.join(".eva-save-abc").exists() && !it.join("train/.checkpoint-x").exists());
         assert!(!store.dir.join(".eva-write-1").exists());
         assert!(it.join("answers.jsonl").exists() && it.join("train").is_dir());
+    }
+
+    #[test]
+    fn a_chunked_phase_keeps_finished_chunks_and_resumes_with_the_rest() {
+        let (_dir, store) = store();
+        let path = store.iteration(1).answers();
+        let items: Vec<u32> = (0..7).collect();
+        let square = |k: usize, group: &[u32]| -> Result<Vec<u32>, PhaseError> {
+            Ok(group.iter().map(|i| i * i + k as u32 * 1000).collect())
+        };
+        let whole = store.chunked_phase("x", &store.dir.join("whole.jsonl"), &items, 3, square).unwrap();
+        assert_eq!(whole, [0, 1, 4, 1009, 1016, 1025, 2036]);
+
+        let mut asked = vec![];
+        let failing = store.chunked_phase::<u32, u32>("x", &path, &items, 3, |k, group| {
+            asked.push(k);
+            if k == 1 { Err("the server went away".into()) } else { square(k, group) }
+        });
+        assert!(format!("{:?}", failing.unwrap_err()).contains("the server went away"));
+        assert_eq!(asked, [0, 1]);
+        assert!(!path.exists() && path.with_file_name("answers.jsonl.parts-3/000000.jsonl").is_file());
+
+        let mut asked = vec![];
+        let resumed = store
+            .chunked_phase("x", &path, &items, 3, |k, group| {
+                asked.push(k);
+                square(k, group)
+            })
+            .unwrap();
+        assert_eq!((resumed, asked), (whole, vec![1, 2]), "chunk 0 is not computed again");
+        assert!(path.is_file() && !path.with_file_name("answers.jsonl.parts-3").exists(), "the chunks are spent");
+
+        let short = store.chunked_phase::<u32, u32>("x", &store.dir.join("short.jsonl"), &items, 3, |_, _| Ok(vec![1]));
+        assert!(format!("{:?}", short.unwrap_err()).contains("chunk 0 has 1 rows for 3 items"));
     }
 
     #[test]

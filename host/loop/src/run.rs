@@ -98,6 +98,8 @@ pub struct Settings {
     pub dedup_threshold: f64,
     /// The fixed-prompt baseline: no info, sample or evolve; X'_t = X_t.
     pub no_evolve: bool,
+    /// Prompts answered and scored per commit of an answer phase.
+    pub chunk: usize,
 }
 
 /// The seed of iteration t.
@@ -154,12 +156,18 @@ pub fn run<E: Engine>(
         let policy = engine.load(&policy_path).map_err(failed("load the policy"))?;
         let seed = iteration_seed(s.sampling.seed, t);
         let sampling = Sampling { seed, ..s.sampling.clone() };
-        let mut answer = |records: &[PromptRecord], what: &str| -> Result<Vec<Answers>, RoleError> {
-            reward.score(records, policy.respond(records, &sampling, what)?)
+        // Chunk k of a phase samples with a seed of its own; one chunk keeps the
+        // iteration's seed.
+        let mut answer = |k: usize, records: &[PromptRecord], what: &str| -> Result<Vec<Answers>, RoleError> {
+            let seed = if k == 0 { sampling.seed } else { iteration_seed(sampling.seed, k) };
+            let chunk = Sampling { seed, ..sampling.clone() };
+            reward.score(records, policy.respond(records, &chunk, what)?)
         };
 
         // Creator.
-        let answers = store.phase(Phase::RespondScore.name(), &dir.answers(), || answer(&prompts, "answering X_t"))?;
+        let answers = store.chunked_phase(Phase::RespondScore.name(), &dir.answers(), &prompts, s.chunk, |k, p| {
+            answer(k, p, "answering X_t")
+        })?;
         let (next, infos, selected, evolved) = if s.no_evolve {
             (store.phase(Phase::Mix.name(), &next_path, || Ok(prompts.clone()))?, vec![], vec![], vec![])
         } else {
@@ -193,7 +201,9 @@ pub fn run<E: Engine>(
         let known: HashMap<&str, &Answers> = answers.iter().map(|a| (a.id.as_str(), a)).collect();
         let fresh: Vec<PromptRecord> = next.iter().filter(|p| !known.contains_key(p.id.as_str())).cloned().collect();
         let fresh_answers =
-            store.phase(Phase::SolveRespondScore.name(), &dir.solve_answers(), || answer(&fresh, "answering X'_t"))?;
+            store.chunked_phase(Phase::SolveRespondScore.name(), &dir.solve_answers(), &fresh, s.chunk, |k, p| {
+                answer(k, p, "answering X'_t")
+            })?;
         let all: HashMap<&str, &Answers> = answers.iter().chain(&fresh_answers).map(|a| (a.id.as_str(), a)).collect();
         let pairs = store.phase(Phase::Pair.name(), &dir.pairs(), || solver::pair(roles.pairing, &next, &all, seed))?;
         let out = dir.train();
@@ -453,6 +463,8 @@ mod tests {
             buffer_fraction: 0.2,
             dedup_threshold: 0.8,
             no_evolve: false,
+            // Several chunks per answer phase: the resume tests cover chunked phases.
+            chunk: 2,
         }
     }
 

@@ -55,6 +55,9 @@ pub struct LoopSettings {
     pub dedup_threshold: f64,
     /// The fixed-prompt baseline: no info, sample or evolve; X'_t = X_t.
     pub no_evolve: bool,
+    /// Prompts answered and scored per commit of an answer phase (a kill loses at most
+    /// one chunk's work).
+    pub phase_chunk: usize,
     #[serde(flatten)]
     pub solver: SolverSettings,
     #[serde(flatten)]
@@ -75,6 +78,7 @@ impl Default for LoopSettings {
             buffer_fraction: 0.2,
             dedup_threshold: 0.8,
             no_evolve: false,
+            phase_chunk: 256,
             solver: SolverSettings::default(),
             reward: RewardSettings::default(),
         }
@@ -290,8 +294,8 @@ impl LoopSettings {
     /// model or plugin loads and before anything is written.
     pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(SettingsError::OutOfRange(m));
-        if self.iterations == 0 {
-            return bad("--iterations must be at least 1".into());
+        if self.iterations == 0 || self.phase_chunk == 0 {
+            return bad("--iterations and --phase-chunk must be at least 1".into());
         }
         if self.answers < 2 {
             return bad("--answers must be at least 2: pairs need two answers to compare".into());
@@ -331,6 +335,7 @@ impl LoopSettings {
             buffer_fraction: self.buffer_fraction,
             dedup_threshold: self.dedup_threshold,
             no_evolve: self.no_evolve,
+            chunk: self.phase_chunk,
         }
     }
 }
@@ -422,7 +427,8 @@ mod tests {
             (r#"{"lr": -1}"#, "--lr must be a positive number"),
             (r#"{"judge_max_score": 12}"#, "--judge-max-score must be in 2..=9"),
             (r#"{"reward": "classifier"}"#, "--reward classifier needs --reward-model"),
-            (r#"{"iterations": 0}"#, "--iterations must be at least 1"),
+            (r#"{"iterations": 0}"#, "--iterations and --phase-chunk must be at least 1"),
+            (r#"{"phase_chunk": 0}"#, "--iterations and --phase-chunk must be at least 1"),
         ] {
             let err = with(json).unwrap_err().to_string();
             assert!(err.contains(said), "{json}: {err}");

@@ -454,6 +454,30 @@ mod tests {
         assert!(refusing.seen.lock().unwrap().len() <= 3, "no retry of a refusal");
     }
 
+    /// An answer phase committed in chunks on a server that dies after three requests:
+    /// the error names it, the finished chunks stay, and a resume on a healthy server asks
+    /// only for the rest and ends as an uninterrupted phase.
+    #[test]
+    fn a_server_lost_mid_phase_loses_only_the_chunk_under_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::new(dir.path());
+        let prompts = prompts(7);
+        let phase = |url: &str, path: &Path| {
+            let policy = policy(&[url], 1);
+            store.chunked_phase("respond", path, &prompts, 2, |_, chunk| Ok(policy.respond(chunk, &SAMPLING, "x")?))
+        };
+        let healthy = serve(|_, r| echo_chat(r));
+        let whole = phase(&healthy.url, &dir.path().join("whole.jsonl")).unwrap();
+
+        let dying = serve(|n, r| if n < 3 { echo_chat(r) } else { (503, serde_json::json!({"error": "gone"})) });
+        let path = store.iteration(1).answers();
+        let err = format!("{:?}", phase(&dying.url, &path).unwrap_err());
+        assert!(err.contains(&dying.url) && err.contains("Unreachable") && err.contains("attempts: 3"), "{err}");
+        let fresh = serve(|_, r| echo_chat(r));
+        assert_eq!(phase(&fresh.url, &path).unwrap(), whole);
+        assert_eq!(fresh.seen.lock().unwrap().len(), 5, "prompts 0-1 were kept; 2-6 asked again");
+    }
+
     #[test]
     fn a_dead_endpoint_is_named_after_its_retries() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
