@@ -24,6 +24,7 @@ pub mod browser;
 pub mod harness;
 pub mod models;
 pub mod registry;
+pub mod trl;
 pub mod vllm;
 
 /// The first-party plugins, by crate name.

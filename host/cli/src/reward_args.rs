@@ -8,6 +8,9 @@ use clap::{ArgMatches, Args};
 use eva_engine::{LanguageModel, WeightFormat};
 use eva_loop::settings::{RewardKind, RewardSettings};
 use eva_plugin_runtime::RewardModel;
+use eva_remote::client::Client;
+use eva_remote::policy::Served;
+use eva_remote::reward::{ServedClassifier, ServedJudge};
 use eva_reward::{Classifier, Judge, JudgeConfig, Normalization, PluginReward, Reward, Scorer};
 
 use crate::plugin_args::PluginArgs;
@@ -46,6 +49,13 @@ pub struct RewardFlags {
     /// Answers sent to the backend per call.
     #[arg(long)]
     reward_batch: Option<usize>,
+    /// An OpenAI-compatible server (vLLM) that serves the judge (an instruct model; the
+    /// expected rating comes from its digits' log-probs) or the classifier (vLLM's pooling
+    /// runner). `--reward-model` is then the model's name on the server (default: the one
+    /// model it serves), and `--reward-batch` the requests in flight. An API key is read
+    /// from EVA_API_KEY, never saved.
+    #[arg(long, value_name = "URL")]
+    reward_endpoint: Option<String>,
 }
 
 /// What a command that scores answers takes: the backend, the plugin settings it may
@@ -91,6 +101,28 @@ pub fn reward_plugin(settings: &RewardSettings) -> Result<Option<PluginSource>> 
 /// Load the backend behind a caching [`Scorer`]; a reward plugin comes through `plugins`.
 pub fn scorer(settings: &RewardSettings, plugins: &PluginLoader) -> Result<Scorer> {
     let s = settings;
+    let judge = || -> Result<JudgeConfig> {
+        let mut config = JudgeConfig { max_score: s.judge_max_score, ..JudgeConfig::default() };
+        if let Some(file) = &s.judge_rubric {
+            config.rubric = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        }
+        Ok(config)
+    };
+    if let Some(url) = &s.reward_endpoint {
+        let client = Client::new(url, Default::default())?;
+        let name = match &s.reward_model {
+            Some(name) => name.to_string_lossy().into_owned(),
+            None => client.only_model()?,
+        };
+        // One request per answer: `--reward-batch` of them in flight.
+        let served = Served::new(vec![client], name, s.reward_batch);
+        let backend: Box<dyn Reward> = match s.reward {
+            RewardKind::Judge => Box::new(ServedJudge::new(served, &judge()?)?),
+            RewardKind::Classifier => Box::new(ServedClassifier::new(served, s.reward_label)),
+            RewardKind::Plugin => bail!("--reward-endpoint serves a judge or a classifier, not a plugin"),
+        };
+        return Ok(Scorer::new(backend, s.reward_batch));
+    }
     let backend: Box<dyn Reward> = match s.reward {
         RewardKind::Judge => {
             let path = match &s.reward_model {
@@ -99,11 +131,7 @@ pub fn scorer(settings: &RewardSettings, plugins: &PluginLoader) -> Result<Score
             };
             let model = LanguageModel::load(&path, WeightFormat::F32)
                 .with_context(|| format!("loading the judge {}", path.display()))?;
-            let mut config = JudgeConfig { max_score: s.judge_max_score, ..JudgeConfig::default() };
-            if let Some(file) = &s.judge_rubric {
-                config.rubric = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-            }
-            Box::new(Judge::new(model, config)?)
+            Box::new(Judge::new(model, judge()?)?)
         }
         RewardKind::Classifier => {
             let Some(path) = &s.reward_model else {

@@ -82,6 +82,15 @@ pub struct LoopFlags {
     /// chunks still missing, with the same results.
     #[arg(long)]
     phase_chunk: Option<usize>,
+    /// Who trains θ_t into θ_{t+1}: local (eva's trainer, in this process) or external
+    /// (`--trainer-command`: TRL, OpenRLHF, ... under accelerate or DeepSpeed).
+    #[arg(long)]
+    trainer: Option<eva_loop::settings::TrainerKind>,
+    /// The external trainer's command, run by `sh -c` in ITER/train with the pairs, θ_t
+    /// and where to write θ_{t+1} in EVA_* variables; its exit status says whether it
+    /// trained. The contract: docs/external-trainer.md.
+    #[arg(long, value_name = "CMD")]
+    trainer_command: Option<String>,
     #[command(flatten)]
     #[serde(flatten)]
     solver: SolverFlags,
@@ -108,11 +117,33 @@ pub struct ServerArgs {
     /// Requests in flight per endpoint.
     #[arg(long, default_value_t = 4)]
     pub endpoint_concurrency: usize,
+    /// The DPO reference log-probs of θ_t from the policy's servers (vLLM's
+    /// prompt_logprobs over eva's own tokens) instead of a forward pass on this machine;
+    /// the servers should serve θ_t in the trainer's precision.
+    #[arg(long, requires = "endpoints")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub served_reference: bool,
+    /// An OpenAI-compatible server whose model serves the evolver's `generate` (the
+    /// creator model, for example a stronger model than the policy); it is not trained.
+    /// Default: the policy of each iteration.
+    #[arg(long, value_name = "URL", conflicts_with = "creator_model")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator_endpoint: Option<String>,
+    /// The creator model's name on `--creator-endpoint` (default: the one model it serves).
+    #[arg(long, value_name = "NAME", requires = "creator_endpoint")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator_served_model: Option<String>,
 }
 
 impl ServerArgs {
+    /// The policy runs in this process.
     pub fn is_local(&self) -> bool {
         self.endpoints.is_empty()
+    }
+
+    /// Nothing is served: no policy and no creator endpoint.
+    pub fn is_none(&self) -> bool {
+        self.is_local() && self.creator_endpoint.is_none()
     }
 }
 
@@ -131,7 +162,7 @@ pub struct RunConfig {
     pub plugin_args: PluginArgs,
     pub settings: LoopSettings,
     /// The servers of the policy (none: the in-process engine).
-    #[serde(default, skip_serializing_if = "ServerArgs::is_local")]
+    #[serde(default, skip_serializing_if = "ServerArgs::is_none")]
     pub servers: ServerArgs,
     /// What `--resume --reconfigure` and `--resume --replace` changed, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -183,6 +183,11 @@ impl LanguageModel {
         self.trainable_in(adaptation, seed, Precision::F32)
     }
 
+    /// This model with the PEFT LoRA adapter saved in `dir` (to merge and save it).
+    pub fn with_adapter(&self, dir: &Path) -> Result<TrainableModel> {
+        TrainableModel::with_adapter(&self.transformer.config, &self.weights, dir)
+    }
+
     /// A trainable copy of this model's weights, on the model's device, in `precision`.
     pub fn trainable_in(&self, adaptation: Adaptation, seed: u64, precision: Precision) -> Result<TrainableModel> {
         let (device, dtype) = (self.transformer.device(), precision.dtype());

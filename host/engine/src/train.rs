@@ -121,6 +121,48 @@ impl TrainableModel {
         Ok(Self { model, params, adaptation, base: weights.clone() })
     }
 
+    /// The model with the PEFT LoRA adapter in `dir` (`adapter_config.json`,
+    /// `adapter_model.safetensors`, as PEFT or another trainer saved it) over `weights`.
+    /// Every adapter tensor must match one of the model's LoRA modules and every module
+    /// must have its tensors: a partial adapter is refused, not half applied.
+    pub fn with_adapter(config: &ModelConfig, weights: &Weights, dir: &Path) -> Result<Self> {
+        let corrupt = |reason: String| Error::Corrupt { path: dir.to_owned(), reason };
+        let path = dir.join("adapter_config.json");
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let peft: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| corrupt(format!("adapter_config.json: {e}")))?;
+        let field = |key: &str| peft.get(key).ok_or_else(|| corrupt(format!("adapter_config.json has no `{key}`")));
+        let rank = field("r")?.as_u64().ok_or_else(|| corrupt("`r` is not a count".into()))? as usize;
+        let alpha = field("lora_alpha")?.as_f64().ok_or_else(|| corrupt("`lora_alpha` is not a number".into()))?;
+        let targets = match field("target_modules")? {
+            serde_json::Value::Array(a) => a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect(),
+            other => return Err(corrupt(format!("`target_modules` is {other}, not a list of names"))),
+        };
+        if peft.get("use_dora").and_then(|d| d.as_bool()) == Some(true) {
+            return Err(corrupt("DoRA adapters are not LoRA: eva cannot apply them".into()));
+        }
+        let model = Self::new(config, weights, Adaptation::Lora(LoraConfig { rank, alpha, targets }), 0)?;
+        let file = dir.join("adapter_model.safetensors");
+        let mut tensors = candle_core::safetensors::load(&file, &Device::Cpu)
+            .map_err(|e| Error::Corrupt { path: file.clone(), reason: e.to_string() })?;
+        for (name, var) in &model.params {
+            let key = format!("base_model.model.{name}");
+            let t = tensors.remove(&key).ok_or_else(|| corrupt(format!("adapter_model.safetensors has no `{key}`")))?;
+            if t.dims() != var.dims() {
+                return Err(corrupt(format!("`{key}` is {:?}, the model's is {:?}", t.dims(), var.dims())));
+            }
+            var.set(&t.to_device(var.device()).and_then(|t| t.to_dtype(var.dtype())).step("adapter tensor")?)
+                .step("adapter tensor")?;
+        }
+        if let Some(extra) = tensors.keys().next() {
+            return Err(corrupt(format!(
+                "`{extra}` matches no LoRA module of the model (targets: {:?})",
+                peft["target_modules"]
+            )));
+        }
+        Ok(model)
+    }
+
     pub fn num_trainable(&self) -> usize {
         self.params.iter().map(|(_, v)| v.elem_count()).sum()
     }
@@ -263,5 +305,36 @@ mod tests {
         // Saving again swaps a new directory in with the same mode.
         model.save_hf(&dir, None, None, false).unwrap();
         assert_eq!(mode(&dir), 0o777 & !umask);
+    }
+
+    /// An adapter saved by eva reads back as the same model; a damaged or foreign one is
+    /// refused by name.
+    #[test]
+    fn a_saved_adapter_reads_back_as_the_same_model() {
+        let config = ModelConfig::tiny(Architecture::Llama);
+        let weights = Weights::random(&config, 1, &Device::Cpu).unwrap();
+        let lora = LoraConfig { rank: 2, alpha: 4.0, targets: vec!["q_proj".into(), "down_proj".into()] };
+        let model = TrainableModel::new(&config, &weights, Adaptation::Lora(lora), 7).unwrap();
+        // B starts at zero: give it values so that the update is not the identity.
+        for (name, var) in &model.params {
+            if name.ends_with("lora_B.weight") {
+                var.set(&(var.as_tensor().ones_like().unwrap() * 0.01).unwrap()).unwrap();
+            }
+        }
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("adapter");
+        model.save_hf(&dir, None, None, true).unwrap();
+        let back = TrainableModel::with_adapter(&config, &weights, &dir).unwrap();
+        let (want, got) = (model.merged_weights().unwrap(), back.merged_weights().unwrap());
+        for (name, w) in &want {
+            let diff = (w - &got[name]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert_eq!(diff, 0.0, "{name}");
+        }
+        let mut peft: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("adapter_config.json")).unwrap()).unwrap();
+        peft["target_modules"] = serde_json::json!(["q_proj"]);
+        std::fs::write(dir.join("adapter_config.json"), peft.to_string()).unwrap();
+        let err = TrainableModel::with_adapter(&config, &weights, &dir).err().unwrap().to_string();
+        assert!(err.contains("down_proj.lora_") && err.contains("matches no LoRA module"), "{err}");
     }
 }

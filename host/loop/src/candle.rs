@@ -9,7 +9,7 @@ use std::sync::Arc;
 use eva_engine::{GenerationParams, LanguageModel, Message, TrainableModel, WeightFormat};
 use eva_plugin_runtime::Generator;
 use eva_reward::{Normalization, RewardItem, Scorer};
-use eva_solver::{PreferencePair, Text, Trainer as SolverLoop};
+use eva_solver::{PreferencePair, Text, TokenizedPair, Trainer as SolverLoop};
 
 use crate::creator::RoleError;
 use crate::generator::EngineGenerator;
@@ -142,17 +142,9 @@ impl Trainer<CandlePolicy> for CandleTrainer {
         model_dir: &Path,
     ) -> Result<Vec<(f64, f64)>, RoleError> {
         let _span = tracing::info_span!("solver", pairs = pairs.len()).entered();
-        let ids: Vec<&str> = pairs.iter().map(|p| p.id.as_str()).collect();
-        let pairs: Vec<PreferencePair> = pairs
-            .iter()
-            .map(|p| PreferencePair {
-                prompt: Text::Chat(p.prompt.clone()),
-                chosen: Text::Plain(p.chosen.clone()),
-                rejected: Text::Plain(p.rejected.clone()),
-            })
-            .collect();
-        let name = |i: usize| format!("pair {} (prompt `{}`)", i + 1, ids[i]);
+        let name = pair_name(pairs);
         let model = &policy.model;
+        let pairs = preference_pairs(pairs);
         let trainable = train_pairs(model, &pairs, &name, &self.solver, out, true, self.progress.as_ref())?;
         if self.keep_update {
             let update = out.join(crate::layout::DELTA_ADAPTER);
@@ -165,18 +157,62 @@ impl Trainer<CandlePolicy> for CandleTrainer {
     }
 
     fn losses(&self, out: &Path) -> Result<Vec<(f64, f64)>, RoleError> {
-        let path = out.join("metrics.jsonl");
-        if !path.is_file() {
-            return Ok(vec![]);
-        }
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
-        let rows = text.lines().enumerate().map(|(i, l)| {
-            let r: serde_json::Value =
-                serde_json::from_str(l).map_err(|source| Error::Damaged { path: path.clone(), line: i + 1, source })?;
-            Ok((r["loss"].as_f64().unwrap_or(f64::NAN), r["margin"].as_f64().unwrap_or(f64::NAN)))
-        });
-        Ok(rows.collect::<Result<Vec<_>>>()?)
+        Ok(read_losses(out)?)
     }
+}
+
+/// The (loss, margin) of each step a trainer logged in `out/metrics.jsonl` (none when
+/// it logged nothing).
+pub fn read_losses(out: &Path) -> Result<Vec<(f64, f64)>> {
+    let path = out.join("metrics.jsonl");
+    if !path.is_file() {
+        return Ok(vec![]);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+    let rows = text.lines().enumerate().map(|(i, l)| {
+        let r: serde_json::Value =
+            serde_json::from_str(l).map_err(|source| Error::Damaged { path: path.clone(), line: i + 1, source })?;
+        Ok((r["loss"].as_f64().unwrap_or(f64::NAN), r["margin"].as_f64().unwrap_or(f64::NAN)))
+    });
+    rows.collect()
+}
+
+/// The run's pairs as the solver's: a chat prompt, plain answers.
+pub fn preference_pairs(pairs: &[PairRecord]) -> Vec<PreferencePair> {
+    pairs
+        .iter()
+        .map(|p| PreferencePair {
+            prompt: Text::Chat(p.prompt.clone()),
+            chosen: Text::Plain(p.chosen.clone()),
+            rejected: Text::Plain(p.rejected.clone()),
+        })
+        .collect()
+}
+
+/// Names pair i in errors: `pair 3 (prompt `q7`)`.
+fn pair_name(pairs: &[PairRecord]) -> impl Fn(usize) -> String + '_ {
+    |i| format!("pair {} (prompt `{}`)", i + 1, pairs[i].id)
+}
+
+/// The run's pairs in the solver's tokens under `model`'s chat template: what the
+/// trainer and its reference log-probs see.
+pub fn tokenize_pairs(model: &LanguageModel, pairs: &[PairRecord]) -> Result<Vec<TokenizedPair>> {
+    tokenize(model, &preference_pairs(pairs), &pair_name(pairs))
+}
+
+fn tokenize(
+    model: &LanguageModel,
+    pairs: &[PreferencePair],
+    name: &dyn Fn(usize) -> String,
+) -> Result<Vec<TokenizedPair>> {
+    pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            eva_solver::tokenize(p, &model.tokenizer, model.chat_template.as_ref())
+                .map_err(|reason| Error::Pair { name: name(i), reason })
+        })
+        .collect()
 }
 
 /// `params.n` sampled answers per prompt, through the policy's chat template.
@@ -254,14 +290,7 @@ pub fn train_pairs(
     progress: &dyn Progress,
 ) -> Result<TrainableModel> {
     let config = solver.solver_config();
-    let mut tokenized = pairs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            eva_solver::tokenize(p, &model.tokenizer, model.chat_template.as_ref())
-                .map_err(|reason| Error::Pair { name: name(i), reason })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut tokenized = tokenize(model, pairs, name)?;
     // Built first: a precision the device cannot train in is refused before any writing.
     let trainable = model.trainable_in(solver.adaptation(), solver.seed, solver.precision)?;
     std::fs::create_dir_all(out).map_err(|source| Error::Io { path: out.to_owned(), source })?;

@@ -18,7 +18,8 @@
 //!
 //! [`run::run`] drives the iterations over its seams ([`run::Engine`] and
 //! [`run::Policy`], [`run::Reward`], [`run::Trainer`], the roles, an [`run::Observer`]);
-//! [`candle`] implements the seams with the in-process candle engine; `eva-host run` gives
+//! [`candle`] implements the seams with the in-process candle engine, [`external`] the
+//! trainer with a command of the user's (TRL, OpenRLHF, ...); `eva-host run` gives
 //! them and the Wasm plugins to [`run::run`]. The library prints nothing itself: it logs
 //! through `tracing`, and long work reports to a [`progress::Progress`]. [`settings`] holds every
 //! setting of a run, typed, checked and with its default.
@@ -26,6 +27,7 @@
 pub mod candle;
 pub mod creator;
 pub mod dedup;
+pub mod external;
 pub mod generator;
 pub mod layout;
 pub mod numbers;

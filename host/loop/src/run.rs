@@ -111,7 +111,7 @@ pub fn iteration_seed(run_seed: u64, t: usize) -> u64 {
 pub struct Parts<'a, E: Engine> {
     pub engine: &'a mut E,
     /// A creator model that is not the policy (`None`: the policy of each iteration).
-    pub creator: Option<&'a E::Policy>,
+    pub creator: Option<&'a dyn Policy>,
     pub reward: &'a mut dyn Reward,
     pub trainer: &'a mut dyn Trainer<E::Policy>,
     pub roles: Roles<'a>,

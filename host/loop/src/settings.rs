@@ -58,6 +58,12 @@ pub struct LoopSettings {
     /// Prompts answered and scored per commit of an answer phase (a kill loses at most
     /// one chunk's work).
     pub phase_chunk: usize,
+    /// Who trains θ_t into θ_{t+1}: eva's own trainer on this machine, or an external
+    /// command (`trainer_command`).
+    pub trainer: TrainerKind,
+    /// The external trainer's command, run by `sh -c` with the pairs, θ_t and where to
+    /// write θ_{t+1} in `EVA_*` variables (docs/external-trainer.md).
+    pub trainer_command: Option<String>,
     #[serde(flatten)]
     pub solver: SolverSettings,
     #[serde(flatten)]
@@ -79,6 +85,8 @@ impl Default for LoopSettings {
             dedup_threshold: 0.8,
             no_evolve: false,
             phase_chunk: 256,
+            trainer: TrainerKind::Local,
+            trainer_command: None,
             solver: SolverSettings::default(),
             reward: RewardSettings::default(),
         }
@@ -131,6 +139,23 @@ pub struct SolverSettings {
     pub lora_targets: String,
     /// Precision of the trainable copy.
     pub precision: Precision,
+}
+
+/// Who trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainerKind {
+    /// eva's candle trainer, in this process.
+    Local,
+    /// A command the user gives (TRL, OpenRLHF, ... under accelerate or DeepSpeed).
+    External,
+}
+
+impl std::str::FromStr for TrainerKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        serde_json::from_value(Value::String(s.into())).map_err(|_| format!("`{s}`: local or external"))
+    }
 }
 
 impl Default for SolverSettings {
@@ -240,6 +265,9 @@ pub struct RewardSettings {
     pub normalize: Normalization,
     /// Answers sent to the backend per call.
     pub reward_batch: usize,
+    /// An OpenAI-compatible server (vLLM) that serves the judge or the reward model;
+    /// `reward_model` is then the model's name there (default: the one model it serves).
+    pub reward_endpoint: Option<String>,
 }
 
 impl Default for RewardSettings {
@@ -253,6 +281,7 @@ impl Default for RewardSettings {
             judge_max_score: 5,
             normalize: Normalization::None,
             reward_batch: 16,
+            reward_endpoint: None,
         }
     }
 }
@@ -261,10 +290,14 @@ impl RewardSettings {
     /// The backend in a few words, for reports: `judge`, `classifier:PATH`, ...
     pub fn describe(&self) -> String {
         let kind = serde_json::to_value(self.reward).expect("a name").as_str().expect("a string").to_owned();
-        match (&self.reward_model, &self.reward_plugin) {
+        let described = match (&self.reward_model, &self.reward_plugin) {
             (_, Some(p)) if self.reward == RewardKind::Plugin => format!("{kind}:{p}"),
             (Some(m), _) if self.reward != RewardKind::Plugin => format!("{kind}:{}", m.display()),
             _ => kind,
+        };
+        match &self.reward_endpoint {
+            Some(url) => format!("{described}@{url}"),
+            None => described,
         }
     }
 
@@ -278,7 +311,10 @@ impl RewardSettings {
             return bad("--reward-batch must be at least 1");
         }
         match self.reward {
-            RewardKind::Classifier if self.reward_model.is_none() => {
+            RewardKind::Plugin if self.reward_endpoint.is_some() => {
+                bad("--reward-endpoint serves a judge or a classifier, not a plugin")
+            }
+            RewardKind::Classifier if self.reward_model.is_none() && self.reward_endpoint.is_none() => {
                 bad("--reward classifier needs --reward-model DIR (a *ForSequenceClassification model)")
             }
             RewardKind::Plugin if self.reward_plugin.is_none() => {
@@ -314,6 +350,13 @@ impl LoopSettings {
         }
         if !(0.0..=1.0).contains(&self.dedup_threshold) {
             return bad(format!("--dedup-threshold must be in [0, 1], not {}", self.dedup_threshold));
+        }
+        match (self.trainer, &self.trainer_command) {
+            (TrainerKind::External, None) => {
+                return bad("--trainer external needs --trainer-command CMD (see docs/external-trainer.md)".into());
+            }
+            (TrainerKind::Local, Some(_)) => return bad("--trainer-command is for --trainer external".into()),
+            _ => {}
         }
         self.solver.check()?;
         self.reward.check()

@@ -1,5 +1,6 @@
 //! One OpenAI-compatible endpoint.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -19,6 +20,8 @@ pub enum Error {
     BadAnswer { endpoint: String, what: String, reason: String },
     #[error("`{0}` is not an http:// or https:// URL")]
     NotAUrl(String),
+    #[error("{path}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -47,6 +50,9 @@ pub struct Client {
     agent: ureq::Agent,
     key: Option<String>,
     retry: Retry,
+    /// Held for writing by a request that must have the server to itself
+    /// ([`Client::post_alone`]), for reading by every other.
+    alone: Arc<RwLock<()>>,
 }
 
 impl Client {
@@ -62,7 +68,7 @@ impl Client {
             .build()
             .into();
         let key = std::env::var(API_KEY_VAR).ok().filter(|k| !k.is_empty());
-        Ok(Client { base, agent, key, retry })
+        Ok(Client { base, agent, key, retry, alone: Default::default() })
     }
 
     /// The same endpoint with another API key (`None`: none), in place of the
@@ -80,7 +86,19 @@ impl Client {
     /// POST `body` as JSON to `path` (from the server's root, e.g. `/v1/chat/completions`)
     /// and read the answer as JSON; `what` says what the request is for, in errors.
     pub fn post<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B, what: &str) -> Result<R> {
-        let text = self.post_text(path, body, what)?;
+        let _shared = self.alone.read().unwrap_or_else(|e| e.into_inner());
+        self.json(self.call(path, Some(serde_json::to_vec(body).expect("requests serialize")), what)?, what)
+    }
+
+    /// [`Client::post`] with no other request of this client in flight: vLLM 0.32's CPU
+    /// build with `--enable-lora` dies when a `prompt_logprobs` request shares an engine
+    /// step with any other request (docs/engines-notes.md), so eva sends those alone.
+    pub fn post_alone<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B, what: &str) -> Result<R> {
+        let _alone = self.alone.write().unwrap_or_else(|e| e.into_inner());
+        self.json(self.call(path, Some(serde_json::to_vec(body).expect("requests serialize")), what)?, what)
+    }
+
+    fn json<R: DeserializeOwned>(&self, text: String, what: &str) -> Result<R> {
         serde_json::from_str(&text).map_err(|e| Error::BadAnswer {
             endpoint: self.base.clone(),
             what: what.into(),
@@ -90,8 +108,37 @@ impl Client {
 
     /// [`Client::post`] for routes that answer in plain text.
     pub fn post_text<B: Serialize>(&self, path: &str, body: &B, what: &str) -> Result<String> {
+        let _shared = self.alone.read().unwrap_or_else(|e| e.into_inner());
+        self.call(path, Some(serde_json::to_vec(body).expect("requests serialize")), what)
+    }
+
+    /// The names of the models the server serves (`GET /v1/models`).
+    pub fn models(&self) -> Result<Vec<String>> {
+        let what = "the list of its models";
+        let text = self.call("/v1/models", None, what)?;
+        let bad = |reason: String| Error::BadAnswer { endpoint: self.base.clone(), what: what.into(), reason };
+        let list: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("{e} in {}", clip(&text))))?;
+        let data = list["data"].as_array().ok_or_else(|| bad(format!("no `data` list in {}", clip(&text))))?;
+        Ok(data.iter().filter_map(|m| m["id"].as_str().map(str::to_owned)).collect())
+    }
+
+    /// The one model the server serves, or an error naming them all.
+    pub fn only_model(&self) -> Result<String> {
+        match self.models()?.as_slice() {
+            [one] => Ok(one.clone()),
+            many => Err(Error::BadAnswer {
+                endpoint: self.base.clone(),
+                what: "the list of its models".into(),
+                reason: format!("it serves {many:?}: name the model to use"),
+            }),
+        }
+    }
+
+    /// GET (`body: None`) or POST a request, with retries.
+    fn call(&self, path: &str, body: Option<Vec<u8>>, what: &str) -> Result<String> {
         let url = format!("{}{path}", self.base);
-        let bytes = serde_json::to_vec(body).expect("requests serialize");
+        let auth = self.key.as_ref().map(|key| format!("Bearer {key}"));
         let mut wait = self.retry.backoff;
         let mut last = String::new();
         for attempt in 0..=self.retry.retries {
@@ -100,11 +147,23 @@ impl Client {
                 std::thread::sleep(wait);
                 wait *= 2;
             }
-            let mut request = self.agent.post(&url).header("content-type", "application/json");
-            if let Some(key) = &self.key {
-                request = request.header("authorization", format!("Bearer {key}"));
-            }
-            let mut response = match request.send(&bytes[..]) {
+            let sent = match &body {
+                Some(bytes) => {
+                    let mut request = self.agent.post(&url).header("content-type", "application/json");
+                    if let Some(auth) = &auth {
+                        request = request.header("authorization", auth);
+                    }
+                    request.send(&bytes[..])
+                }
+                None => {
+                    let mut request = self.agent.get(&url);
+                    if let Some(auth) = &auth {
+                        request = request.header("authorization", auth);
+                    }
+                    request.call()
+                }
+            };
+            let mut response = match sent {
                 Ok(r) => r,
                 Err(e) => {
                     last = e.to_string();

@@ -52,7 +52,10 @@ pub fn serve(answer: impl Fn(usize, &Seen) -> (u16, serde_json::Value) + Send + 
                 }
                 let mut body = vec![0; length];
                 reader.read_exact(&mut body).unwrap();
-                let request = Seen { path, body: serde_json::from_slice(&body).unwrap(), authorization };
+                // A GET has no body.
+                let body =
+                    if body.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&body).unwrap() };
+                let request = Seen { path, body, authorization };
                 let n = {
                     let mut log = log.lock().unwrap();
                     log.push(request.clone());

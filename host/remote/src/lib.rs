@@ -10,11 +10,15 @@
 //!   in flight on each, and each prompt's seed is derived from the run's seed and the
 //!   prompt's id, so the answers do not depend on how the prompts were spread;
 //! - [`handoff`]: θ_{t+1} handed to the servers as one LoRA adapter over the base they
-//!   serve (the iterations' updates stacked, exactly).
+//!   serve (the iterations' updates stacked, exactly);
+//! - [`reference`]: the DPO reference log-probs of θ_t from the servers;
+//! - [`reward`]: the judge and the reward model on servers.
 
 pub mod client;
 pub mod handoff;
 pub mod policy;
+pub mod reference;
+pub mod reward;
 
 #[cfg(test)]
 mod fake;

@@ -8,6 +8,7 @@ use std::sync::{Arc, mpsc};
 use eva_engine::{Message, WeightFormat};
 use eva_loop::candle::{CandleEngine, CandleTrainer};
 use eva_loop::creator::RoleError;
+use eva_loop::external::ExternalTrainer;
 use eva_loop::layout::{PairRecord, PromptRecord, RunStore};
 use eva_loop::progress::Progress;
 use eva_loop::run::{Draft, Engine, Policy, Sampling, Trainer};
@@ -35,7 +36,7 @@ impl Served {
     /// `work(endpoint, i)` for every i < `count`, spread over every endpoint with
     /// `concurrency` requests in flight on each; `done(i, &result)` is called on this
     /// thread as each finishes. The first error stops the rest (requests in flight finish).
-    fn spread<T: Send>(
+    pub(crate) fn spread<T: Send>(
         &self,
         count: usize,
         work: &(dyn Fn(&Client, usize) -> Result<T> + Sync),
@@ -354,9 +355,21 @@ impl Engine for RemoteEngine {
     }
 }
 
-/// The candle trainer for a policy on servers: θ_t is loaded on this machine from the
-/// directory the policy names, trained, and its update kept for the servers.
-pub struct LocalTrainer(pub CandleTrainer);
+/// Who trains a policy on servers, on this machine.
+pub enum Training {
+    /// eva's candle trainer.
+    Candle(CandleTrainer),
+    /// A command of the user's.
+    External(ExternalTrainer),
+}
+
+/// The trainer for a policy on servers: θ_t is loaded on this machine from the directory
+/// the policy names and trained, and each update is kept for the servers. With
+/// `served_reference`, the DPO reference log-probs come from the servers that serve θ_t.
+pub struct LocalTrainer {
+    pub training: Training,
+    pub served_reference: bool,
+}
 
 impl Trainer<RemotePolicy> for LocalTrainer {
     fn train(
@@ -366,16 +379,38 @@ impl Trainer<RemotePolicy> for LocalTrainer {
         out: &Path,
         model_dir: &Path,
     ) -> Result<Vec<(f64, f64)>, RoleError> {
-        self.0.keep_update = true;
-        let local =
-            CandleEngine { weights: WeightFormat::F32, progress: self.0.progress.clone() }.load(&policy.local)?;
-        self.0.train(&local, pairs, out, model_dir)
+        let progress = match &self.training {
+            Training::Candle(t) => t.progress.clone(),
+            Training::External(t) => t.progress.clone(),
+        };
+        let local = CandleEngine { weights: WeightFormat::F32, progress }.load(&policy.local)?;
+        let mut reference = None;
+        if self.served_reference {
+            let mut tokenized = eva_loop::candle::tokenize_pairs(local.model(), pairs)?;
+            std::fs::create_dir_all(out).map_err(|source| Error::Io { path: out.into(), source })?;
+            crate::reference::reference(&policy.served, &policy.model, &mut tokenized, &out.join(REFERENCE))?;
+            reference = Some(tokenized.iter().map(|p| (p.ref_chosen, p.ref_rejected)).collect::<Vec<_>>());
+        }
+        match &mut self.training {
+            // The candle trainer finds the reference in its cache.
+            Training::Candle(t) => {
+                t.keep_update = true;
+                t.train(&local, pairs, out, model_dir)
+            }
+            Training::External(t) => {
+                t.keep_update = true;
+                Ok(t.train_from(local.model(), Some(&policy.local), pairs, reference.as_deref(), out, model_dir)?)
+            }
+        }
     }
 
     fn losses(&self, out: &Path) -> Result<Vec<(f64, f64)>, RoleError> {
-        self.0.losses(out)
+        Ok(eva_loop::candle::read_losses(out)?)
     }
 }
+
+/// The solver's cache of reference log-probs in its directory.
+const REFERENCE: &str = "reference.jsonl";
 
 #[cfg(test)]
 mod tests {

@@ -18,6 +18,9 @@ pub enum Error {
     /// A setting out of range (batch size, rubric template...).
     #[error("{0}")]
     Config(String),
+    /// A backend elsewhere (a server) failed; the error names it.
+    #[error(transparent)]
+    Remote(Box<dyn std::error::Error + Send + Sync>),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -35,9 +35,54 @@ impl Default for JudgeConfig {
     }
 }
 
+/// The judge's question for an item: the rubric rendered with its prompt and answer.
+pub struct Rubric {
+    template: Environment<'static>,
+    max_score: u32,
+}
+
+impl Rubric {
+    pub fn new(config: &JudgeConfig) -> Result<Self> {
+        if !(2..=9).contains(&config.max_score) {
+            return Err(Error::Config(format!("the judge's top score must be 2 to 9, not {}", config.max_score)));
+        }
+        let mut template = Environment::new();
+        template
+            .add_template_owned("rubric", config.rubric.clone())
+            .map_err(|e| Error::Config(format!("judge rubric: {e:#}")))?;
+        Ok(Self { template, max_score: config.max_score })
+    }
+
+    /// The scores 1..=N.
+    pub fn scores(&self) -> impl Iterator<Item = u32> {
+        1..=self.max_score
+    }
+
+    /// The judge's user message for one item.
+    pub fn question(&self, item: &RewardItem) -> Result<String> {
+        let question = match item.messages.as_slice() {
+            [only] => only.content.clone(),
+            turns => turns.iter().map(|m| format!("{}: {}", m.role, m.content)).collect::<Vec<_>>().join("\n"),
+        };
+        self.template
+            .get_template("rubric")
+            .and_then(|t| t.render(context! { question => question, answer => item.response }))
+            .map_err(|e| Error::Config(format!("judge rubric: {e:#}")))
+    }
+}
+
+/// The expected score under a softmax over the score tokens only, from each score's
+/// logit (or log-prob: a constant shift changes nothing).
+pub fn expected_score(scored: &[(f64, f64)]) -> f64 {
+    let max = scored.iter().map(|s| s.0).fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = scored.iter().map(|(l, _)| (l - max).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    scored.iter().zip(&weights).map(|((_, s), w)| s * w / total).sum()
+}
+
 pub struct Judge {
     model: LanguageModel,
-    rubric: Environment<'static>,
+    rubric: Rubric,
     /// (token id, score) of each score token.
     scores: Vec<(u32, f64)>,
     batch_tokens: usize,
@@ -45,20 +90,15 @@ pub struct Judge {
 
 impl Judge {
     pub fn new(model: LanguageModel, config: JudgeConfig) -> Result<Self> {
-        if !(2..=9).contains(&config.max_score) {
-            return Err(Error::Config(format!("the judge's top score must be 2 to 9, not {}", config.max_score)));
-        }
+        let rubric = Rubric::new(&config)?;
         if model.chat_template.is_none() {
             return Err(Error::Unusable {
                 path: model.path.clone(),
                 reason: "a judge must be an instruct model with a chat template".into(),
             });
         }
-        let mut rubric = Environment::new();
-        rubric
-            .add_template_owned("rubric", config.rubric)
-            .map_err(|e| Error::Config(format!("judge rubric: {e:#}")))?;
-        let scores = (1..=config.max_score)
+        let scores = rubric
+            .scores()
             .map(|s| match model.tokenizer.encode(&s.to_string())?.as_slice() {
                 [id] => Ok((*id, f64::from(s))),
                 ids => Err(Error::Unusable {
@@ -72,25 +112,14 @@ impl Judge {
 
     /// The judge's prompt for one item, as token ids.
     pub fn prompt(&self, item: &RewardItem) -> Result<Vec<u32>> {
-        let question = match item.messages.as_slice() {
-            [only] => only.content.clone(),
-            turns => turns.iter().map(|m| format!("{}: {}", m.role, m.content)).collect::<Vec<_>>().join("\n"),
-        };
-        let text = self
-            .rubric
-            .get_template("rubric")
-            .and_then(|t| t.render(context! { question => question, answer => item.response }))
-            .map_err(|e| Error::Config(format!("judge rubric: {e:#}")))?;
+        let text = self.rubric.question(item)?;
         Ok(self.model.chat_prompt(&[Message::new("user", text)])?)
     }
 
     /// The expected score from next-token logits: softmax over the score tokens only.
     fn expected_score(&self, logits: &[f32]) -> f64 {
-        let picked: Vec<f64> = self.scores.iter().map(|&(id, _)| f64::from(logits[id as usize])).collect();
-        let max = picked.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let weights: Vec<f64> = picked.iter().map(|l| (l - max).exp()).collect();
-        let total: f64 = weights.iter().sum();
-        self.scores.iter().zip(&weights).map(|(&(_, s), w)| s * w / total).sum()
+        let scored: Vec<(f64, f64)> = self.scores.iter().map(|&(id, s)| (f64::from(logits[id as usize]), s)).collect();
+        expected_score(&scored)
     }
 }
 

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub use cache::Scorer;
 pub use classifier::Classifier;
 pub use error::{Error, Result};
-pub use judge::{DEFAULT_RUBRIC, Judge, JudgeConfig};
+pub use judge::{DEFAULT_RUBRIC, Judge, JudgeConfig, Rubric, expected_score};
 pub use normalize::{Normalization, normalize};
 pub use plugin::PluginReward;
 

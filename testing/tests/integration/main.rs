@@ -7,6 +7,7 @@ mod contract;
 mod engine_families;
 mod engine_model;
 mod engine_reference;
+mod external_trainer;
 mod first_party_plugins;
 mod hostile_plugins;
 mod other_languages;

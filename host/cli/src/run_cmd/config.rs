@@ -30,12 +30,15 @@ pub fn fresh(args: &RunArgs, matches: &ArgMatches) -> Result<RunConfig> {
         }
         if args.creator_model.is_some() {
             bail!(
-                "--creator-model with --policy-endpoint is not supported yet: the creator model is the served policy"
+                "--creator-model with --policy-endpoint: serve the creator model too and give --creator-endpoint URL"
             );
         }
         for url in &args.servers.endpoints {
             eva_remote::client::Client::new(url, Default::default())?;
         }
+    }
+    if let Some(url) = &args.servers.creator_endpoint {
+        eva_remote::client::Client::new(url, Default::default())?;
     }
     Ok(RunConfig {
         model: args.model.clone(),
@@ -62,6 +65,9 @@ pub fn resumed(saved: RunConfig, args: &RunArgs, matches: &ArgMatches) -> Result
         ("endpoints", "--policy-endpoint"),
         ("served_model", "--served-model"),
         ("endpoint_concurrency", "--endpoint-concurrency"),
+        ("served_reference", "--served-reference"),
+        ("creator_endpoint", "--creator-endpoint"),
+        ("creator_served_model", "--creator-served-model"),
     ];
     if let Some((id, flag)) = fixed.iter().find(|(id, _)| is_given(matches, id)) {
         let hint = if *id == "plugins" { "; to run the rest with another plugin, use --replace ROLE=FILE" } else { "" };

@@ -2,6 +2,7 @@
 //! runs the built binary as a user would.
 
 mod eval;
+mod external_trainer;
 mod model_generate;
 mod other_languages;
 mod plugin_inspect;

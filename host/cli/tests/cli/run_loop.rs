@@ -9,13 +9,13 @@ use eva_plugin_registry::PluginLock;
 
 use crate::rows;
 
-fn seeds(dir: &Path, lines: &[&str]) -> PathBuf {
+pub(crate) fn seeds(dir: &Path, lines: &[&str]) -> PathBuf {
     let path = dir.join("seeds.jsonl");
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     path
 }
 
-const SEEDS: [&str; 3] = [
+pub(crate) const SEEDS: [&str; 3] = [
     r#"{"id": "q1", "prompt": "Suggest a name for a friendly robot."}"#,
     r#"{"id": "q2", "prompt": "What are three easy ways to save water at home?"}"#,
     r#"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why is the sky blue?"}]}"#,
@@ -41,11 +41,11 @@ const TINY: [&str; 16] = [
     "2",
 ];
 
-fn eva_run(seeds: &Path, out: &Path, extra: &[&str]) -> Command {
+pub(crate) fn eva_run(seeds: &Path, out: &Path, extra: &[&str]) -> Command {
     eva_run_with(&TINY, seeds, out, extra)
 }
 
-fn eva_run_with(settings: &[&str], seeds: &Path, out: &Path, extra: &[&str]) -> Command {
+pub(crate) fn eva_run_with(settings: &[&str], seeds: &Path, out: &Path, extra: &[&str]) -> Command {
     let plugins_dir = eva_test_support::component("eva-plugin-regret").parent().unwrap().to_owned();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_eva-host"));
     cmd.args(["run", "--threads", "1", "--checkpoint-every", "1"])
@@ -343,7 +343,7 @@ fn a_bad_seed_file_is_reported_by_line_before_any_model_work() {
 }
 
 /// `eva-host run --resume` on `out` with more flags.
-fn resume_with(out: &Path, extra: &[&str]) -> std::process::Output {
+pub(crate) fn resume_with(out: &Path, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_eva-host"))
         .args(["run", "--resume", "--threads", "1", "--out"])
         .arg(out)
@@ -365,7 +365,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn stderr(out: &std::process::Output) -> String {
+pub(crate) fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
