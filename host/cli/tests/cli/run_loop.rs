@@ -589,7 +589,7 @@ fn bad_settings_are_refused_before_the_first_phase() {
     let file = dir.path().join("settings.toml");
     std::fs::write(&file, "iterations = 3\nlora-rank = 4\niteration = 2\n").unwrap();
     let file = file.to_str().unwrap();
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["--loss", "dpoo"], "loss: unknown variant `dpoo`, expected one of `dpo`, `ipo`, `simpo`, `orpo`, `hinge`"),
         (&["--lora-targets", "qproj"], "unknown LoRA target `qproj`"),
         (&["--decay", "cosin"], "decay: unknown variant `cosin`, expected one of `cosine`, `linear`, `constant`"),
@@ -599,6 +599,12 @@ fn bad_settings_are_refused_before_the_first_phase() {
         (&["--creator-model", "/no/such/creator.gguf"], "--creator-model /no/such/creator.gguf: no such file"),
         (&["--config", file], "settings.toml: unknown setting `iteration` (see eva-host run --help)"),
         (&["--judge-max-score", "12"], "--judge-max-score must be in 2..=9"),
+        (&["--trainer", "external"], "--trainer external needs --trainer-command CMD"),
+        (
+            &["--reward", "plugin", "--reward-plugin", "x.wasm", "--reward-endpoint", "http://127.0.0.1:1"],
+            "--reward-endpoint serves a judge or a classifier, not a plugin",
+        ),
+        (&["--creator-endpoint", "localhost:8000"], "`localhost:8000` is not an http:// or https:// URL"),
     ];
     for (flags, want) in cases {
         let out = dir.path().join("run");
@@ -640,4 +646,22 @@ fn a_run_written_by_the_previous_eva_resumes_and_finishes() {
     }
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(config.contains("lora_targets = \"q_proj,v_proj\"") && !config.contains("changes"), "{config}");
+}
+
+/// `--creator-endpoint`: the evolver's `generate` goes to that server, not to the policy.
+/// Here nothing listens there, so the evolve phase fails naming it, after the answers.
+#[test]
+fn the_evolvers_generate_goes_to_the_creator_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (seeds, out) = (seeds(dir.path(), &SEEDS), dir.path().join("run"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let result =
+        eva_run(&seeds, &out, &["--creator-endpoint", &url, "--creator-served-model", "creator"]).output().unwrap();
+    let err = stderr(&result);
+    assert!(!result.status.success());
+    assert!(err.contains("evolve") && err.contains(&format!("{url} cannot be reached")), "{err}");
+    assert!(out.join("iter-1/selected.jsonl").is_file() && !out.join("iter-1/evolved.jsonl").exists());
+    let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(saved.contains(&format!("creator_endpoint = \"{url}\"")), "{saved}");
 }
