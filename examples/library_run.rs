@@ -128,6 +128,7 @@ fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         origin: "seed".into(),
         parent: None,
         method: None,
+        labels: None,
     })
     .collect();
 

@@ -3,6 +3,10 @@
 //! intervals. Its phases (each side's answers, the scores) land atomically in the output
 //! directory, so a rerun resumes.
 
+mod constraints;
+
+pub use constraints::ConstraintScores;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -28,7 +32,9 @@ pub struct EvalArgs {
     #[arg(long)]
     model: PathBuf,
     /// Held-out prompts, JSONL like the seed prompts of `run` (`prompt` or `messages`,
-    /// optional `id`).
+    /// optional `id`, labels). Prompts labelled with verifiable constraints
+    /// (`labels.constraints`) are also scored by them: the share of answers whose every
+    /// constraint holds, of constraints held, and per kind.
     #[arg(long)]
     prompts: PathBuf,
     /// The baseline model; default: the run's starting model for a run directory, else
@@ -104,6 +110,7 @@ pub fn run(args: EvalArgs, matches: &clap::ArgMatches) -> Result<()> {
     if prompts.is_empty() {
         bail!("{} holds no prompts", args.prompts.display());
     }
+    let labelled = constraints::of_prompts(&prompts).with_context(|| format!("{}", args.prompts.display()))?;
     if reward.normalize != Normalization::None {
         bail!("eval compares raw rewards across models: --normalize must be none");
     }
@@ -200,11 +207,20 @@ pub fn run(args: EvalArgs, matches: &clap::ArgMatches) -> Result<()> {
         baseline_reward: stats::mean_ci(&side(|r| r.baseline_reward), s.confidence),
         difference: stats::mean_ci(&side(|r| r.model_reward - r.baseline_reward), s.confidence),
         win_rate: stats::win_rate(count("win"), count("tie"), count("loss"), s.confidence),
+        constraints: constraints::scores(
+            &labelled,
+            &rows.iter().map(|r| r.model.as_slice()).collect::<Vec<_>>(),
+            &rows.iter().map(|r| r.baseline.as_slice()).collect::<Vec<_>>(),
+            s.confidence,
+        ),
     };
     let path = out.results();
     let text = serde_json::to_string_pretty(&summary).expect("json") + "\n";
     eva_engine::atomic::write_file(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     println!("{}", render(&summary));
+    if let Some(c) = &summary.constraints {
+        println!("{}", constraints::render(c));
+    }
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use eva_engine::Message;
-use eva_loop::layout::PromptRecord;
+use eva_loop::layout::{Labels, PromptRecord};
 use serde_json::{Map, Value};
 
 /// One object of a JSONL file and its line number (1-based).
@@ -58,8 +58,28 @@ pub fn prompt_messages(fields: &Map<String, Value>) -> Result<Vec<Message>, Stri
     }
 }
 
+/// A row's labels: the object under `labels`, with every other key of the row besides
+/// `id`, `prompt` and `messages` (a ground-truth `answer`, say) added to it; none when
+/// the row has no such key.
+pub fn labels(fields: &Map<String, Value>) -> Result<Option<Labels>, String> {
+    let mut labels = match fields.get("labels") {
+        None => Labels::new(),
+        Some(Value::Object(l)) => l.clone(),
+        Some(_) => return Err("`labels` must be a JSON object".into()),
+    };
+    for (key, value) in fields {
+        if matches!(key.as_str(), "id" | "prompt" | "messages" | "labels") {
+            continue;
+        }
+        if labels.insert(key.clone(), value.clone()).is_some() {
+            return Err(format!("`{key}` is both a key of the row and of its `labels`"));
+        }
+    }
+    Ok((!labels.is_empty()).then_some(labels))
+}
+
 /// The prompts of a JSONL file (`prompt` or `messages`, optional unique `id`, default
-/// `seed-LINE`), every line checked; errors name `FILE:LINE`.
+/// `seed-LINE`, and [`labels`]), every line checked; errors name `FILE:LINE`.
 pub fn read_prompts(path: &Path) -> Result<Vec<PromptRecord>> {
     let rows = read_rows(path)?;
     let mut seen = std::collections::HashSet::new();
@@ -76,7 +96,8 @@ pub fn read_prompts(path: &Path) -> Result<Vec<PromptRecord>> {
             if !seen.insert(id.clone()) {
                 bail!("{at}: the id `{id}` is used twice");
             }
-            Ok(PromptRecord { id, messages, origin: "seed".into(), parent: None, method: None })
+            let labels = labels(&row.fields).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+            Ok(PromptRecord { id, messages, origin: "seed".into(), parent: None, method: None, labels })
         })
         .collect()
 }
@@ -87,6 +108,16 @@ mod tests {
 
     fn fields(json: &str) -> Map<String, Value> {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn the_rows_other_keys_are_its_labels() {
+        assert_eq!(labels(&fields(r#"{"id": 1, "prompt": "hi"}"#)).unwrap(), None);
+        let both = labels(&fields(r#"{"prompt": "2+2?", "answer": "4", "labels": {"constraints": []}}"#)).unwrap();
+        assert_eq!(serde_json::to_string(&both).unwrap(), r#"{"answer":"4","constraints":[]}"#);
+        let err = labels(&fields(r#"{"prompt": "p", "answer": 1, "labels": {"answer": 2}}"#)).unwrap_err();
+        assert_eq!(err, "`answer` is both a key of the row and of its `labels`");
+        assert_eq!(labels(&fields(r#"{"prompt": "p", "labels": [1]}"#)).unwrap_err(), "`labels` must be a JSON object");
     }
 
     const INVISIBLE: &str = "the prompt has no visible character (only white space, control or zero-width characters)";

@@ -335,6 +335,7 @@ mod tests {
             origin: origin.into(),
             parent: parent.map(Into::into),
             method: parent.map(|_| "in-depth/deepen".into()),
+            labels: None,
         }
     }
 

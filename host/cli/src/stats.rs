@@ -18,6 +18,9 @@ pub struct EvalSummary {
     /// Paired: the model's reward minus the baseline's, per prompt.
     pub difference: Estimate,
     pub win_rate: WinRate,
+    /// Over the prompts labelled with verifiable constraints, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraints: Option<crate::eval_cmd::ConstraintScores>,
 }
 
 /// A mean and its two-sided confidence interval (`None` with fewer than two samples).

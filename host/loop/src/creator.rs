@@ -200,6 +200,8 @@ pub fn mix(old: &[PromptRecord], evolved: &[EvolvedRecord], buffer_fraction: f64
             origin: "evolved".into(),
             parent: Some(e.parent.clone()),
             method: Some(e.method.clone()),
+            // Evolvers of contract 0.1 make no labels.
+            labels: None,
         })
         .collect();
     if kept.is_empty() {
@@ -227,6 +229,7 @@ mod tests {
             origin: "seed".into(),
             parent: None,
             method: None,
+            labels: None,
         }
     }
 

@@ -213,6 +213,7 @@ impl ExternalTrainer {
             .env("EVA_LORA_ALPHA", s.lora_alpha.to_string())
             .env("EVA_LORA_TARGETS", &s.lora_targets)
             .env("EVA_MAX_LENGTH", theta.transformer.config.max_position_embeddings.to_string());
+        stop_with_eva(&mut command);
         tracing::info!(command = self.command, log = %log_path.display(), "running the external trainer");
         let mut child = command.spawn().map_err(|source| Error::Spawn { command: self.command.clone(), source })?;
         let steps = (pairs.div_ceil(batch.max(1)) * s.epochs) as u64;
@@ -235,6 +236,26 @@ impl ExternalTrainer {
         Err(Error::Failed { command: self.command.clone(), status, log: log_path.clone(), tail: tail(&log_path, 20) })
     }
 }
+
+/// The command is sent SIGTERM if eva dies (killed, even by SIGKILL), so that a resumed
+/// run never races a trainer left over from the killed one. It reaches the shell, and the
+/// trainer itself when the shell `exec`s it (a single command does).
+#[cfg(target_os = "linux")]
+fn stop_with_eva(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches only the child being started.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn stop_with_eva(_: &mut Command) {}
 
 fn count_lines(path: &Path) -> u64 {
     std::fs::File::open(path).map(|f| std::io::BufReader::new(f).lines().count() as u64).unwrap_or(0)

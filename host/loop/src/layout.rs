@@ -58,7 +58,15 @@ pub struct PromptRecord {
     /// How the evolver made it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// What a verifiable reward checks the answers against (a ground-truth answer, the
+    /// constraints the answer must satisfy, ...), from the seed row; kept with the prompt
+    /// in every phase file and pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Labels>,
 }
+
+/// A prompt's labels: any JSON object.
+pub type Labels = serde_json::Map<String, serde_json::Value>;
 
 /// One sampled answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,6 +111,9 @@ pub struct PairRecord {
     pub rejected: String,
     pub chosen_reward: f64,
     pub rejected_reward: f64,
+    /// The prompt's labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Labels>,
 }
 
 /// One line of `metrics.jsonl`: an iteration's summary.

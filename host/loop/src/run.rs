@@ -450,6 +450,7 @@ mod tests {
                 origin: "seed".into(),
                 parent: None,
                 method: None,
+                labels: None,
             })
             .collect()
     }

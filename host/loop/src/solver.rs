@@ -58,6 +58,7 @@ pub fn pair(
                 rejected: a[pr.rejected as usize].text.clone(),
                 chosen_reward: a[pr.chosen as usize].reward,
                 rejected_reward: a[pr.rejected as usize].reward,
+                labels: p.labels.clone(),
             })
         })
         .collect())
@@ -90,13 +91,14 @@ mod tests {
     }
 
     #[test]
-    fn pairs_carry_their_prompt_texts_and_rewards() {
+    fn pairs_carry_their_prompt_texts_rewards_and_labels() {
         let prompt = |id: &str| PromptRecord {
             id: id.into(),
             messages: vec![Message::new("user", id)],
             origin: "seed".into(),
             parent: None,
             method: None,
+            labels: serde_json::from_value(serde_json::json!({"answer": id})).unwrap(),
         };
         let scored = |id: &str, rewards: &[f64]| Answers {
             id: id.into(),
@@ -114,5 +116,6 @@ mod tests {
         assert_eq!((p.id.as_str(), p.chosen.as_str(), p.rejected.as_str()), ("a", "a1", "a2"));
         assert_eq!((p.chosen_reward, p.rejected_reward), (0.9, 0.1));
         assert_eq!(p.prompt, [Message::new("user", "a")]);
+        assert_eq!(serde_json::to_value(&p.labels).unwrap(), serde_json::json!({"answer": "a"}));
     }
 }

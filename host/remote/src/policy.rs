@@ -439,6 +439,7 @@ mod tests {
                 origin: "seed".into(),
                 parent: None,
                 method: None,
+                labels: None,
             })
             .collect()
     }
@@ -499,7 +500,7 @@ mod tests {
         let prompts = prompts(7);
         let phase = |url: &str, path: &Path| {
             let policy = policy(&[url], 1);
-            store.chunked_phase("respond", path, &prompts, 2, |_, chunk| Ok(policy.respond(chunk, &SAMPLING, "x")?))
+            store.chunked_phase("respond", path, &prompts, 2, |_, chunk| policy.respond(chunk, &SAMPLING, "x"))
         };
         let healthy = serve(|_, r| echo_chat(r));
         let whole = phase(&healthy.url, &dir.path().join("whole.jsonl")).unwrap();

@@ -74,7 +74,7 @@ pub fn reference(served: &Served, model: &str, pairs: &mut [TokenizedPair], cach
     let _span = tracing::info_span!("reference log-probs on servers", pairs = pairs.len()).entered();
     let work = |client: &Client, i: usize| {
         let (p, pair) = (&pairs[i / 2], i / 2 + 1);
-        let (answer, which) = if i % 2 == 0 { (&p.chosen, "chosen") } else { (&p.rejected, "rejected") };
+        let (answer, which) = if i.is_multiple_of(2) { (&p.chosen, "chosen") } else { (&p.rejected, "rejected") };
         answer_logprob(
             client,
             model,

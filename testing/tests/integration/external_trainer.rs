@@ -21,6 +21,7 @@ fn pairs() -> Vec<PairRecord> {
             rejected: "No.".into(),
             chosen_reward: 2.0,
             rejected_reward: 1.0,
+            labels: None,
         })
         .collect()
 }
@@ -64,7 +65,7 @@ fn an_adapter_or_full_weights_from_the_command_become_the_next_policy() {
     let model_dir = dir.path().join("iter-1/model");
     // The command records its environment, and copies the adapter into place.
     let command = format!("env | grep ^EVA_ | sort > seen-env; cp -r '{}' \"$EVA_OUT\"", made.display());
-    let mut adapter = trainer(command, true);
+    let adapter = trainer(command, true);
     let losses = adapter.train_from(&theta, Some(&theta_dir), &pairs(), None, &out, &model_dir).unwrap();
     assert!(losses.is_empty(), "the command logged no steps");
     let next = LanguageModel::load(&model_dir, WeightFormat::F32).unwrap();

@@ -31,6 +31,7 @@ fn the_policy_on_a_real_vllm_server() {
             origin: "seed".into(),
             parent: None,
             method: None,
+            labels: None,
         })
         .collect();
     let sampling = Sampling { n: 2, temperature: 0.8, top_p: 0.95, max_new_tokens: 16, seed: 3 };

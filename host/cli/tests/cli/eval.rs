@@ -141,3 +141,55 @@ fn a_bad_prompt_file_is_reported_by_line_before_any_model_loads() {
     assert!(err.contains("heldout.jsonl:2: the prompt has no visible character"), "{err}");
     assert!(!dir.path().join("eval").exists(), "nothing is written");
 }
+
+/// Prompts labelled with verifiable constraints are also scored by them: the numbers in
+/// `eval.json` are recomputed here from the answers with `eva-constraints`; an unknown
+/// constraint kind is refused by the prompt's id before any answer is made.
+#[test]
+fn labelled_prompts_get_constraint_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let labelled = [
+        r#"{"id": "c1", "prompt": "Name a fruit. Answer in at most 5 words.", "labels": {"constraints": [{"kind": "max_words", "n": 5}]}}"#,
+        r#"{"id": "c2", "prompt": "Say hello. Do not use any commas.", "labels": {"constraints": [{"kind": "no_commas"}, {"kind": "lowercase"}]}}"#,
+        r#"{"id": "plain", "prompt": "What is 2 + 2?"}"#,
+    ];
+    write_prompts(dir.path(), &labelled);
+    let model = eva_test_support::models::default_model();
+    let out = eval(dir.path(), &model, &model, &["--answers", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("constraints on 2 labelled prompts"));
+    let summary = json(&dir.path().join("eval/eval.json"));
+    let c = &summary["constraints"];
+    assert_eq!(c["prompts"], 2);
+    let rows = rows(&dir.path().join("eval/answers.jsonl"));
+    let constraints: Vec<Vec<eva_constraints::Constraint>> = labelled[..2]
+        .iter()
+        .map(|l| {
+            let row: serde_json::Value = serde_json::from_str(l).unwrap();
+            serde_json::from_value(row["labels"]["constraints"].clone()).unwrap()
+        })
+        .collect();
+    let all_held: Vec<f64> = rows[..2]
+        .iter()
+        .zip(&constraints)
+        .map(|(r, cs)| {
+            let answers = r["model"].as_array().unwrap();
+            let held =
+                answers.iter().filter(|a| cs.iter().all(|c| eva_constraints::check(c, a["text"].as_str().unwrap())));
+            held.count() as f64 / answers.len() as f64
+        })
+        .collect();
+    assert!(close(c["model"]["all_held"]["mean"].as_f64().unwrap(), (all_held[0] + all_held[1]) / 2.0), "{c}");
+    assert_eq!(c["model"]["kinds"]["lowercase"][0], 1);
+    assert_eq!(c["all_held_difference"]["mean"], 0.0, "the same model on both sides");
+
+    let bad = tempfile::tempdir().unwrap();
+    write_prompts(bad.path(), &[r#"{"id": "b1", "prompt": "x", "labels": {"constraints": [{"kind": "max_wordz"}]}}"#]);
+    let out = eval(bad.path(), &model, &model, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("prompt `b1`: labels.constraints: unknown variant `max_wordz`"),
+        "{err}"
+    );
+    assert!(!bad.path().join("eval/model-answers.jsonl").exists(), "refused before answering");
+}

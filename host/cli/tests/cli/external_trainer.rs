@@ -54,3 +54,39 @@ fn an_external_trainer_fails_by_name_then_trl_trains_the_resumed_run() {
     assert!((a - b).abs() > 1e-3, "TRL's update changed θ: {b} -> {a}");
     assert!(after.chat_template.is_some(), "θ_2 keeps its chat template");
 }
+
+/// eva killed (SIGKILL) while its external trainer runs takes the trainer down with it,
+/// so that a resumed run never races a leftover trainer writing the same files.
+#[test]
+fn a_killed_run_stops_its_external_trainer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (seeds, out) = (seeds(dir.path(), &SEEDS), dir.path().join("run"));
+    let command = "echo $$ > trainer.pid; exec sleep 600";
+    let mut eva = eva_run(&seeds, &out, &["--trainer", "external", "--trainer-command", command])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid_file = out.join("iter-1/train/trainer.pid");
+    let start = std::time::Instant::now();
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse::<u32>().ok()) {
+            break pid;
+        }
+        assert!(eva.try_wait().unwrap().is_none(), "the run ended before training");
+        assert!(start.elapsed().as_secs() < 600, "no training after 10 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let alive = |pid: u32| {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+    };
+    assert!(alive(pid), "the trainer runs");
+    eva.kill().unwrap();
+    eva.wait().unwrap();
+    let start = std::time::Instant::now();
+    while alive(pid) && start.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!alive(pid), "the trainer outlived eva");
+}
