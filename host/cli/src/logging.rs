@@ -39,7 +39,10 @@ pub fn init(stderr_filter: &str) {
     // The terminal already gets the error as `error: ...`; only the file needs the event.
     let quiet = FAILURE.parse().expect("a valid directive");
     let stderr_filter = EnvFilter::try_new(stderr_filter).unwrap_or_else(|_| EnvFilter::new("warn"));
-    let stderr = fmt::layer().with_writer(std::io::stderr).with_filter(stderr_filter.add_directive(quiet));
+    // Colour only for a terminal: stderr redirected to a file gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let stderr =
+        fmt::layer().with_ansi(ansi).with_writer(std::io::stderr).with_filter(stderr_filter.add_directive(quiet));
     let file = fmt::layer()
         .with_ansi(false)
         .with_span_events(FmtSpan::CLOSE)

@@ -128,6 +128,9 @@ impl ExternalTrainer {
         if written.join("adapter_config.json").is_file() {
             let model = theta.with_adapter(&written).map_err(|e| failed(format!("is not an adapter of θ_t: {e}")))?;
             if self.keep_update && written == output {
+                if update.exists() {
+                    std::fs::remove_dir_all(&update).map_err(io(&update))?;
+                }
                 std::fs::rename(&output, &update).map_err(io(&update))?;
             }
             model.save_hf(model_dir, Some(&theta.tokenizer), theta.chat_template.as_ref(), false)?;
