@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// The embedded model as a Hugging Face directory (f32), written once into
 /// `TARGET/eva-test-models/smollm2-hf`.
@@ -65,7 +65,14 @@ pub struct Vllm {
     /// `http://127.0.0.1:PORT` (the OpenAI routes are under `/v1`).
     pub url: String,
     pid_file: PathBuf,
+    /// Held while the server runs (declared last: released after it stopped).
+    _turn: MutexGuard<'static, ()>,
 }
+
+/// One server at a time in a test process: the CPU build binds every server's engine to
+/// the same core, and two starting at once on this 2-core machine took more than the start
+/// script's 5 minutes in CI.
+static TURN: Mutex<()> = Mutex::new(());
 
 /// Start vLLM on a free port serving `model` under the name `name`. Panics with the
 /// server's log when it does not come up: the remote-engine tests need it, so a missing
@@ -82,6 +89,8 @@ pub fn start_with(model: &Path, name: &str, args: &[&str]) -> Vllm {
 
 /// [`start_with`] on a given port (a server restarted where the run expects it).
 pub fn start_on(port: u16, model: &Path, name: &str, args: &[&str]) -> Vllm {
+    // A test that failed while holding its turn poisons the lock; the next may still run.
+    let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let script = crate::workspace_root().join("scripts/start-vllm");
     let out = Command::new(&script)
         .arg(model)
@@ -100,7 +109,7 @@ pub fn start_on(port: u16, model: &Path, name: &str, args: &[&str]) -> Vllm {
     let value = |key: &str| {
         stdout.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_else(|| panic!("no {key} in {stdout}")).to_owned()
     };
-    Vllm { url: value("VLLM_URL="), pid_file: PathBuf::from(value("VLLM_PID_FILE=")) }
+    Vllm { url: value("VLLM_URL="), pid_file: PathBuf::from(value("VLLM_PID_FILE=")), _turn: turn }
 }
 
 impl Drop for Vllm {
