@@ -13,9 +13,9 @@ pub mod common {
         inline: "
             package eva:sdk;
             world common {
-                import eva:plugin/log@0.1.1;
-                import eva:plugin/random@0.1.1;
-                import eva:plugin/generate@0.1.1;
+                import eva:plugin/log@0.2.0;
+                import eva:plugin/random@0.2.0;
+                import eva:plugin/generate@0.2.0;
             }
         ",
         path: "../wit",
@@ -34,9 +34,9 @@ macro_rules! role_bindings {
                 path: "../wit",
                 world: $world,
                 with: {
-                    "eva:plugin/types@0.1.1": eva_plugin_sdk::bindings::common::eva::plugin::types,
-                    "eva:plugin/log@0.1.1": eva_plugin_sdk::bindings::common::eva::plugin::log,
-                    "eva:plugin/random@0.1.1": eva_plugin_sdk::bindings::common::eva::plugin::random,
+                    "eva:plugin/types@0.2.0": eva_plugin_sdk::bindings::common::eva::plugin::types,
+                    "eva:plugin/log@0.2.0": eva_plugin_sdk::bindings::common::eva::plugin::log,
+                    "eva:plugin/random@0.2.0": eva_plugin_sdk::bindings::common::eva::plugin::random,
                     $($($extra)*)?
                 },
                 additional_derives: [PartialEq],
@@ -55,7 +55,7 @@ role_bindings!(
     "evolver",
     "__eva_export_evolver_world",
     "eva_plugin_sdk::bindings::evolver",
-    "eva:plugin/generate@0.1.1": eva_plugin_sdk::bindings::common::eva::plugin::generate,
+    "eva:plugin/generate@0.2.0": eva_plugin_sdk::bindings::common::eva::plugin::generate,
 );
 role_bindings!(pairing, "pairing", "__eva_export_pairing_world", "eva_plugin_sdk::bindings::pairing");
 role_bindings!(reward, "reward", "__eva_export_reward_world", "eva_plugin_sdk::bindings::reward");

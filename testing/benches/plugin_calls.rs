@@ -42,7 +42,7 @@ fn text(i: usize) -> String {
 }
 
 fn prompt(i: usize) -> Prompt {
-    Prompt { id: format!("p{i}"), messages: vec![ChatMessage::user(text(i))] }
+    Prompt::new(format!("p{i}"), vec![ChatMessage::user(text(i))])
 }
 
 fn reward(i: usize, j: usize) -> f64 {
@@ -75,6 +75,8 @@ fn main() {
             prompt: prompt(i),
             rewards: (0..ANSWERS).map(|j| reward(i, j)).collect(),
             token_counts: vec![128; ANSWERS],
+            // Contract 0.2 sends the answers' texts too: about as long as the prompts.
+            responses: vec![text(i); ANSWERS],
         })
         .collect();
     let mut info = InfoMetric::new(load("eva-plugin-regret")).unwrap();

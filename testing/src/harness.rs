@@ -31,12 +31,17 @@ pub fn with_config(pairs: &[(&str, &str)]) -> PluginOptions {
 
 /// A one-message prompt.
 pub fn prompt(id: &str, text: &str) -> Prompt {
-    Prompt { id: id.into(), messages: vec![ChatMessage::user(text)] }
+    Prompt::new(id, vec![ChatMessage::user(text)])
 }
 
 /// An info-metric input: a prompt and these rewards, 10 tokens per answer.
 pub fn rewards(id: &str, rewards: &[f64]) -> PromptRewards {
-    PromptRewards { prompt: prompt(id, "q"), rewards: rewards.to_vec(), token_counts: vec![10; rewards.len()] }
+    PromptRewards {
+        prompt: prompt(id, "q"),
+        rewards: rewards.to_vec(),
+        token_counts: vec![10; rewards.len()],
+        responses: vec!["a".into(); rewards.len()],
+    }
 }
 
 /// Run a plugin's `build.sh OUT` (an example's or a template's) with `eva_host` as the

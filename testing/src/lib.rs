@@ -28,12 +28,14 @@ pub mod trl;
 pub mod vllm;
 
 /// The first-party plugins, by crate name.
-pub const FIRST_PARTY: [&str; 5] = [
+pub const FIRST_PARTY: [&str; 7] = [
     "eva-plugin-regret",
     "eva-plugin-weighted-sampler",
     "eva-plugin-evol-instruct",
     "eva-plugin-max-min-pairing",
     "eva-plugin-rule-reward",
+    "eva-plugin-constraint-check",
+    "eva-plugin-constraint-evolver",
 ];
 
 /// Fixtures built for `wasm32-unknown-unknown`.

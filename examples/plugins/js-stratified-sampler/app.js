@@ -5,7 +5,7 @@
 // inside each bin with the host's seeded random source. Every region of the info
 // distribution stays represented, where a weighted draw concentrates on the top.
 
-import { nextU64 } from 'eva:plugin/random@0.1.1';
+import { nextU64 } from 'eva:plugin/random@0.2.0';
 
 let bins = 4;
 

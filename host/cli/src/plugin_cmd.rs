@@ -172,7 +172,7 @@ pub fn run(cmd: PluginCommand) -> Result<()> {
                 version: plugin.metadata().version.clone(),
                 description: plugin.metadata().description.clone(),
                 role: plugin.role().world().to_owned(),
-                wit: plugin.wit_version(),
+                wit: plugin.wit_version().to_owned(),
                 imports: plugin.imports().to_vec(),
                 exports: vec![format!("eva:plugin/{}@{}", plugin.role().interface(), plugin.wit_version())],
             };

@@ -353,6 +353,7 @@ mod tests {
             messages: vec![Message::new("user", text)],
             kept,
             dropped_because: (!kept).then(|| "near-duplicate of s2".into()),
+            labels: None,
         }
     }
 

@@ -37,7 +37,12 @@ pub fn run(args: ScoreArgs, matches: &clap::ArgMatches) -> Result<()> {
             Some(_) => bail!("{}: `response` must be a string", at()),
             None => bail!("{}: no `response`", at()),
         };
-        items.push(RewardItem::new(messages, response));
+        // Every other key is a label, as in a seed row: a verifiable reward checks them.
+        let mut rest = row.fields.clone();
+        rest.remove("response");
+        let labels = crate::jsonl::labels(&rest).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+        let labels = labels.map(|l| serde_json::Value::Object(l).to_string());
+        items.push(RewardItem::new(messages, response).with_labels(labels));
     }
     eva_engine::threads::set_threads(args.scoring.threads);
     let mut scorer = args.scoring.scorer(&settings)?;

@@ -252,7 +252,7 @@ pub fn score(
         .flat_map(|(i, (p, ds))| {
             ds.iter()
                 .filter(|d| !d.text.trim().is_empty())
-                .map(move |d| (RewardItem::new(p.messages.clone(), d.text.as_str()), i))
+                .map(move |d| (RewardItem::new(p.messages.clone(), d.text.as_str()).with_labels(p.labels_json()), i))
         })
         .unzip();
     let tracker = progress.start("scoring", items.len() as u64, "answers");

@@ -18,7 +18,7 @@ use eva_plugin_runtime::{ChatMessage, Evolved, Generator, Prompt, PromptRewards}
 use rand::{SeedableRng, seq::SliceRandom};
 
 use crate::dedup::Seen;
-use crate::layout::{Answers, EvolvedRecord, Info, PromptRecord};
+use crate::layout::{Answers, EvolvedRecord, Info, Labels, PromptRecord};
 
 /// An error of a role's policy, as its implementation reports it.
 pub type RoleError = crate::layout::PhaseError;
@@ -88,6 +88,7 @@ pub fn plugin_prompt(p: &PromptRecord) -> Prompt {
     Prompt {
         id: p.id.clone(),
         messages: p.messages.iter().map(|m| ChatMessage { role: m.role.clone(), content: m.content.clone() }).collect(),
+        labels: p.labels_json(),
     }
 }
 
@@ -106,6 +107,7 @@ pub fn info(
             prompt: plugin_prompt(p),
             rewards: a.answers.iter().map(|a| a.reward).collect(),
             token_counts: a.answers.iter().map(|a| a.tokens).collect(),
+            responses: a.answers.iter().map(|a| a.text.clone()).collect(),
         })
         .collect();
     let scores = metric.score_batch(&items)?;
@@ -176,9 +178,19 @@ pub fn evolve(
                 messages,
                 kept: dropped_because.is_none(),
                 dropped_because,
+                labels: e.labels.as_deref().map(labels_of).transpose()?,
             })
         })
         .collect()
+}
+
+/// An evolved prompt's labels: the plugin runtime has checked they are a JSON object; a
+/// policy of another kind (a test fake, a library user's) is checked here.
+fn labels_of(text: &str) -> Result<Labels, RoleError> {
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        _ => Err(format!("an evolved prompt's labels are not a JSON object: {text}").into()),
+    }
 }
 
 /// Add the kept variants of an evolve step to the prompts seen.
@@ -200,8 +212,7 @@ pub fn mix(old: &[PromptRecord], evolved: &[EvolvedRecord], buffer_fraction: f64
             origin: "evolved".into(),
             parent: Some(e.parent.clone()),
             method: Some(e.method.clone()),
-            // Evolvers of contract 0.1 make no labels.
-            labels: None,
+            labels: e.labels.clone(),
         })
         .collect();
     if kept.is_empty() {
@@ -274,12 +285,14 @@ mod tests {
         }
         fn reseed(&mut self, _: u64) {}
         fn evolve(&mut self, prompts: &[Prompt], _: Arc<dyn Generator>) -> Result<Vec<Evolved>, RoleError> {
+            // Each variant's labels name its parent's labels, to follow them through.
             Ok((0..prompts.len())
                 .flat_map(|i| self.0.iter().map(move |v| (i, v)))
                 .map(|(i, v)| Evolved {
                     parent: i as u32,
                     messages: vec![ChatMessage::user(*v)],
                     method: "rewrite".into(),
+                    labels: prompts[i].labels.as_ref().map(|l| format!(r#"{{"parent":{l}}}"#)),
                 })
                 .collect())
         }
@@ -303,8 +316,9 @@ mod tests {
 
     #[test]
     fn info_sample_evolve_mix_with_plain_rust_policies() {
-        let x =
+        let mut x =
             [record("a", "Name a color."), record("b", "Explain tides to a child."), record("c", "Count to three.")];
+        x[1].labels = serde_json::json!({"grade": 3}).as_object().cloned();
         let ans = [answers("a", &[0.1, 0.2]), answers("b", &[0.0, 0.9]), answers("c", &[0.5, 0.5])];
         let mut gap = Gap::default();
         let infos = info(&mut gap, &x, &ans, 7).unwrap();
@@ -329,6 +343,10 @@ mod tests {
         assert_eq!(origins.len(), 4, "two kept, and as many from the buffer at a fraction of 0.5");
         assert!(origins[2..].iter().all(|(id, o)| *o == "buffer" && ["a", "b", "c"].contains(id)));
         assert_eq!(next[0].parent.as_deref(), Some("b"));
+        // The parent's labels reached the evolver, and the variant's are kept with it.
+        let labels = serde_json::json!({"parent": {"grade": 3}}).as_object().cloned();
+        assert_eq!((&evolved[0].labels, &next[0].labels), (&labels, &labels));
+        assert_eq!(evolved[2].labels, None, "a parent without labels");
         assert_eq!(mix(&x, &evolved, 0.5, 7), next, "the same seed draws the same buffer");
     }
 
@@ -364,6 +382,7 @@ mod tests {
             messages: vec![Message::new("user", "name a color")],
             kept: false,
             dropped_because: Some("exact duplicate".into()),
+            labels: None,
         };
         assert_eq!(mix(&x, &[dropped], 0.2, 1), x);
         assert_eq!(mix(&x, &[], 0.2, 1), x);

@@ -68,6 +68,13 @@ pub struct PromptRecord {
 /// A prompt's labels: any JSON object.
 pub type Labels = serde_json::Map<String, serde_json::Value>;
 
+impl PromptRecord {
+    /// The labels as plugins and rewards receive them: a JSON object as text.
+    pub fn labels_json(&self) -> Option<String> {
+        self.labels.as_ref().map(|l| serde_json::Value::Object(l.clone()).to_string())
+    }
+}
+
 /// One sampled answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Answer {
@@ -100,6 +107,9 @@ pub struct EvolvedRecord {
     pub kept: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped_because: Option<String>,
+    /// The labels the evolver gave the new prompt (contract 0.2 evolvers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Labels>,
 }
 
 /// A preference pair, in TRL's format plus its provenance.

@@ -414,7 +414,12 @@ mod tests {
                 .map(|(i, p)| {
                     let text = &p.messages[0].content;
                     let text = if self.barren { text.clone() } else { format!("{text} Then explain why, in a list.") };
-                    Evolved { parent: i as u32, messages: vec![ChatMessage::user(text)], method: "fake".into() }
+                    Evolved {
+                        parent: i as u32,
+                        messages: vec![ChatMessage::user(text)],
+                        method: "fake".into(),
+                        labels: None,
+                    }
                 })
                 .collect())
         }

@@ -28,7 +28,12 @@ fn key(item: &RewardItem) -> [u8; 32] {
         }
     }
     h.update(u64::MAX.to_le_bytes());
+    h.update((item.response.len() as u64).to_le_bytes());
     h.update(item.response.as_bytes());
+    // Labels change what a verifiable reward checks: the same answer may score otherwise.
+    if let Some(labels) = &item.labels {
+        h.update(labels.as_bytes());
+    }
     h.finalize().into()
 }
 
@@ -162,5 +167,8 @@ mod tests {
     fn the_key_separates_prompt_and_answer() {
         assert_ne!(key(&item("ab", "c")), key(&item("a", "bc")));
         assert_ne!(key(&item("a", "b")), key(&RewardItem::new(vec![Message::new("system", "a")], "b")));
+        let labelled = |l: &str| item("a", "b").with_labels(Some(l.into()));
+        assert_ne!(key(&item("a", "b")), key(&labelled("{}")));
+        assert_ne!(key(&labelled(r#"{"n":1}"#)), key(&labelled(r#"{"n":2}"#)));
     }
 }

@@ -40,11 +40,19 @@ pub struct RewardItem {
     pub messages: Vec<Message>,
     /// The answer.
     pub response: String,
+    /// The prompt's labels, a JSON object as text (what a verifiable reward checks the
+    /// answer against), if it has any.
+    pub labels: Option<String>,
 }
 
 impl RewardItem {
     pub fn new(messages: Vec<Message>, response: impl Into<String>) -> Self {
-        Self { messages, response: response.into() }
+        Self { messages, response: response.into(), labels: None }
+    }
+
+    /// The same item with the prompt's labels.
+    pub fn with_labels(self, labels: Option<String>) -> Self {
+        Self { labels, ..self }
     }
 
     /// The conversation with the answer appended as the assistant's turn.

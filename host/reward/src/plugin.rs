@@ -33,6 +33,7 @@ impl Reward for PluginReward {
                         .iter()
                         .map(|m| ChatMessage { role: m.role.clone(), content: m.content.clone() })
                         .collect(),
+                    labels: item.labels.clone(),
                 },
                 response: item.response.clone(),
             })

@@ -94,7 +94,9 @@ impl PluginEngine {
         // wasi-libc); the context behind it grants nothing (see `State::new`).
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_err)?;
         sleep_without_waiting(&mut linker).map_err(engine_err)?;
-        bindings::Host_::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(engine_err)?;
+        // Both contract versions' imports: a 0.1 plugin binds to the 0.1 ones.
+        bindings::current::Host_::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(engine_err)?;
+        bindings::v0_1::Host_::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(engine_err)?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let (ticking, stop) = (engine.clone(), stop_ticker.clone());

@@ -20,7 +20,7 @@ pub enum Error {
     #[error("{path} exports several eva plugin roles ({roles}); a plugin must target exactly one world")]
     SeveralRoles { path: PathBuf, roles: String },
 
-    #[error("{path} was built for eva:plugin@{found}, but this host supports eva:plugin@{supported}")]
+    #[error("{path} was built for eva:plugin@{found}, but this host supports eva:plugin {supported}")]
     UnsupportedVersion { path: PathBuf, found: String, supported: String },
 
     #[error("plugin `{plugin}` is a {found} plugin, but it was loaded as the {expected}")]

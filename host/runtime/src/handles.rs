@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use crate::convert;
 use crate::error::Result;
 use crate::plugin::Plugin;
 use crate::role::Role;
@@ -62,10 +61,9 @@ impl InfoMetric {
     /// The informativeness of one prompt.
     pub fn score(&mut self, item: &PromptRewards) -> Result<f64> {
         validate::prompt_rewards(std::slice::from_ref(item)).map_err(|r| self.plugin.invalid_input("score", r))?;
-        let input = convert::prompt_rewards(item);
-        let score = self.plugin.call_raw("score", None, true, |store, instance, exports| {
-            exports.info(store, instance)?.call_score(store, &input)
-        })?;
+        let score = self
+            .plugin
+            .call_raw("score", None, true, |store, instance, exports| exports.score(store, instance, item))?;
         validate::scores(&[score], 1).map_err(|r| self.plugin.invalid_output("score", r))?;
         Ok(score)
     }
@@ -73,9 +71,8 @@ impl InfoMetric {
     /// One informativeness score per prompt, in one call across the boundary.
     pub fn score_batch(&mut self, items: &[PromptRewards]) -> Result<Vec<f64>> {
         validate::prompt_rewards(items).map_err(|r| self.plugin.invalid_input("score-batch", r))?;
-        let input: Vec<_> = items.iter().map(convert::prompt_rewards).collect();
         let scores = self.plugin.call_raw("score-batch", None, true, |store, instance, exports| {
-            exports.info(store, instance)?.call_score_batch(store, &input)
+            exports.score_batch(store, instance, items)
         })?;
         validate::scores(&scores, items.len()).map_err(|r| self.plugin.invalid_output("score-batch", r))?;
         Ok(scores)
@@ -94,7 +91,7 @@ impl Sampler {
         let wire_count = u32::try_from(count)
             .map_err(|_| self.plugin.invalid_input("sample", format!("count {count} is too large")))?;
         let picked = self.plugin.call_raw("sample", None, true, |store, instance, exports| {
-            exports.sample(store, instance)?.call_sample(store, scores, wire_count)
+            exports.sample(store, instance, scores, wire_count)
         })?;
         validate::indices(&picked, scores.len(), count).map_err(|r| self.plugin.invalid_output("sample", r))?;
         Ok(picked.into_iter().map(|i| i as usize).collect())
@@ -108,11 +105,9 @@ impl Evolver {
         validate::prompts(prompts).map_err(|r| self.plugin.invalid_input("evolve", r))?;
         let budget =
             u32::try_from(prompts.len()).unwrap_or(u32::MAX).saturating_mul(self.plugin.limits().generate_per_input);
-        let input: Vec<_> = prompts.iter().map(convert::prompt).collect();
         let evolved = self.plugin.call_raw("evolve", Some((generator, budget)), true, |store, instance, exports| {
-            exports.evolve(store, instance)?.call_evolve(store, &input)
+            exports.evolve(store, instance, prompts)
         })?;
-        let evolved: Vec<Evolved> = evolved.into_iter().map(convert::evolved).collect();
         validate::evolved(&evolved, prompts.len(), self.plugin.limits())
             .map_err(|r| self.plugin.invalid_output("evolve", r))?;
         Ok(evolved)
@@ -123,11 +118,8 @@ impl Pairing {
     /// The preference pairs of one prompt.
     pub fn pair(&mut self, item: &PromptResponses) -> Result<Vec<Preference>> {
         validate::prompt_responses(std::slice::from_ref(item)).map_err(|r| self.plugin.invalid_input("pair", r))?;
-        let input = convert::prompt_responses(item);
-        let pairs = self.plugin.call_raw("pair", None, true, |store, instance, exports| {
-            exports.pair(store, instance)?.call_pair(store, &input)
-        })?;
-        let pairs: Vec<Preference> = pairs.into_iter().map(convert::preference).collect();
+        let pairs =
+            self.plugin.call_raw("pair", None, true, |store, instance, exports| exports.pair(store, instance, item))?;
         validate::preferences(std::slice::from_ref(&pairs), std::slice::from_ref(item))
             .map_err(|r| self.plugin.invalid_output("pair", r))?;
         Ok(pairs)
@@ -136,12 +128,9 @@ impl Pairing {
     /// The pairs of many prompts, in one call across the boundary.
     pub fn pair_batch(&mut self, items: &[PromptResponses]) -> Result<Vec<Vec<Preference>>> {
         validate::prompt_responses(items).map_err(|r| self.plugin.invalid_input("pair-batch", r))?;
-        let input: Vec<_> = items.iter().map(convert::prompt_responses).collect();
         let pairs = self.plugin.call_raw("pair-batch", None, true, |store, instance, exports| {
-            exports.pair(store, instance)?.call_pair_batch(store, &input)
+            exports.pair_batch(store, instance, items)
         })?;
-        let pairs: Vec<Vec<Preference>> =
-            pairs.into_iter().map(|l| l.into_iter().map(convert::preference).collect()).collect();
         validate::preferences(&pairs, items).map_err(|r| self.plugin.invalid_output("pair-batch", r))?;
         Ok(pairs)
     }
@@ -151,10 +140,8 @@ impl RewardModel {
     /// The reward of one answer.
     pub fn rate(&mut self, item: &Exchange) -> Result<f64> {
         validate::exchanges(std::slice::from_ref(item)).map_err(|r| self.plugin.invalid_input("rate", r))?;
-        let input = convert::exchange(item);
-        let reward = self.plugin.call_raw("rate", None, true, |store, instance, exports| {
-            exports.rate(store, instance)?.call_rate(store, &input)
-        })?;
+        let reward =
+            self.plugin.call_raw("rate", None, true, |store, instance, exports| exports.rate(store, instance, item))?;
         validate::rewards(&[reward], 1).map_err(|r| self.plugin.invalid_output("rate", r))?;
         Ok(reward)
     }
@@ -162,9 +149,8 @@ impl RewardModel {
     /// The reward of each answer, in one call across the boundary.
     pub fn rate_batch(&mut self, items: &[Exchange]) -> Result<Vec<f64>> {
         validate::exchanges(items).map_err(|r| self.plugin.invalid_input("rate-batch", r))?;
-        let input: Vec<_> = items.iter().map(convert::exchange).collect();
         let rewards = self.plugin.call_raw("rate-batch", None, true, |store, instance, exports| {
-            exports.rate(store, instance)?.call_rate_batch(store, &input)
+            exports.rate_batch(store, instance, items)
         })?;
         validate::rewards(&rewards, items.len()).map_err(|r| self.plugin.invalid_output("rate-batch", r))?;
         Ok(rewards)

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::plugin::Plugin;
-use crate::role::WIT_PACKAGE;
+use crate::role::{Contract, WIT_PACKAGE};
 use crate::text::one_line;
 
 /// What `eva-host plugin inspect` prints.
@@ -18,7 +18,13 @@ impl fmt::Display for Inspection<'_> {
         // A plugin's strings are printed as single lines: no terminal escapes reach the screen.
         writeln!(f, "description: {}", one_line(&m.description))?;
         writeln!(f, "role:        {} (exports {WIT_PACKAGE}/{})", p.role().world(), p.role().interface())?;
-        writeln!(f, "wit:         {WIT_PACKAGE}@{wit_version}")?;
+        match p.contract() {
+            Contract::Current => writeln!(f, "wit:         {WIT_PACKAGE}@{wit_version}")?,
+            Contract::V0_1 => writeln!(
+                f,
+                "wit:         {WIT_PACKAGE}@{wit_version} (called through the 0.1 adapter: it sees no labels and no answer texts)"
+            )?,
+        }
         writeln!(f, "sha256:      {}", p.digest())?;
         writeln!(f, "imports:")?;
         if p.imports().is_empty() {

@@ -44,7 +44,7 @@ pub use handles::{Evolver, InfoMetric, Pairing, RewardModel, Sampler};
 pub use inspect::Inspection;
 pub use limits::Limits;
 pub use plugin::{Plugin, PluginOptions};
-pub use role::{Role, WIT_PACKAGE, WIT_VERSION};
+pub use role::{Contract, Role, SUPPORTED_VERSIONS, WIT_PACKAGE, WIT_VERSION};
 pub use state::GUEST_DATA_DIR;
 pub use types::{
     ChatMessage, Evolved, Exchange, GenerateRequest, Generator, Preference, Prompt, PromptResponses, PromptRewards,

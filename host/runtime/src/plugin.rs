@@ -8,14 +8,13 @@ use std::sync::Arc;
 use wasmtime::component::{Component, Instance, InstancePre};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::bindings::types;
 use crate::cache;
 use crate::config::{ConfigValue, Metadata, RawValue};
 use crate::engine::PluginEngine;
 use crate::error::{Error, Result, TrapKind};
 use crate::guest::RoleExports;
 use crate::limits::Limits;
-use crate::role::{self, Detected, InterfaceName, Role};
+use crate::role::{self, Contract, Detected, InterfaceName, Role};
 use crate::state::{CallSetup, Overrun, State};
 use crate::types::Generator;
 
@@ -39,9 +38,11 @@ pub struct Plugin {
     path: PathBuf,
     digest: String,
     role: Role,
+    contract: Contract,
+    wit_version: String,
     metadata: Metadata,
     imports: Vec<String>,
-    config: Vec<types::ConfigEntry>,
+    config: Vec<(String, ConfigValue)>,
     limits: Limits,
     read_dir: Option<PathBuf>,
     seed: u64,
@@ -94,12 +95,13 @@ impl PluginEngine {
 
 /// Whether a role's world grants an import. WASI is allowed for every role because the
 /// linker backs it with a context that grants nothing.
-fn import_allowed(role: Role, import: &str) -> bool {
+fn import_allowed(role: Role, contract: Contract, import: &str) -> bool {
     if import.starts_with("wasi:") {
         return true;
     }
+    // A plugin imports eva's interfaces of the contract version its role export names.
     match InterfaceName::parse(import) {
-        Some(i) if role::version_supported(i.version) => match i.name {
+        Some(i) if Contract::of(i.version) == Some(contract) => match i.name {
             "log" | "random" | "types" => true,
             "generate" => role == Role::Evolver,
             _ => false,
@@ -126,8 +128,8 @@ impl Plugin {
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(&inner.engine).map(|(n, _)| n.to_owned()).collect();
         let imports: Vec<String> = ty.imports(&inner.engine).map(|(n, _)| n.to_owned()).collect();
-        let role = match role::detect(exports.iter().map(String::as_str)) {
-            Detected::Role(role) => role,
+        let (role, contract, wit_version) = match role::detect(exports.iter().map(String::as_str)) {
+            Detected::Role(role, contract, version) => (role, contract, version),
             Detected::None => {
                 return Err(Error::NoRole {
                     path: path.to_owned(),
@@ -143,11 +145,11 @@ impl Plugin {
                 return Err(Error::UnsupportedVersion {
                     path: path.to_owned(),
                     found: crate::text::clip(&found),
-                    supported: role::WIT_VERSION.to_owned(),
+                    supported: role::SUPPORTED_VERSIONS.to_owned(),
                 });
             }
         };
-        if let Some(bad) = imports.iter().find(|i| !import_allowed(role, i)) {
+        if let Some(bad) = imports.iter().find(|i| !import_allowed(role, contract, i)) {
             return Err(Error::Link {
                 path: path.to_owned(),
                 reason: format!("{} is not granted to the {role} (world `{}`)", crate::text::quote(bad), role.world()),
@@ -155,7 +157,7 @@ impl Plugin {
         }
         let link_err = |e: wasmtime::Error| Error::Link { path: path.to_owned(), reason: format!("{e:#}") };
         let pre = inner.linker.instantiate_pre(&component).map_err(link_err)?;
-        let plugin_exports = RoleExports::new(role, &pre).map_err(link_err)?;
+        let plugin_exports = RoleExports::new(role, contract, &pre).map_err(link_err)?;
 
         let fallback_name: Arc<str> = path.file_stem().map_or("plugin".into(), |s| s.to_string_lossy().into());
         let mut plugin = Plugin {
@@ -166,6 +168,8 @@ impl Plugin {
             path: path.to_owned(),
             digest,
             role,
+            contract,
+            wit_version,
             metadata: Metadata {
                 name: String::new(),
                 version: String::new(),
@@ -183,7 +187,6 @@ impl Plugin {
 
         let metadata = plugin
             .call_raw("describe", None, false, |store, instance, exports| Ok(Ok(exports.describe(store, instance)?)))?;
-        let metadata = crate::convert::metadata(metadata);
         metadata.check().map_err(|reason| Error::InvalidOutput {
             plugin: plugin.name.to_string(),
             call: "describe",
@@ -207,7 +210,7 @@ impl Plugin {
         (self.limits, self.read_dir) = (options.limits, options.read_dir);
         let resolved =
             self.metadata.resolve(&options.config).map_err(|reason| Error::Config { plugin: name, reason })?;
-        self.config = resolved.into_iter().map(crate::convert::config_entry).collect();
+        self.config = resolved;
         self.call_raw("configure", None, true, |_, _, _| Ok(Ok(())))?;
         Ok(self)
     }
@@ -239,18 +242,19 @@ impl Plugin {
         &self.imports
     }
 
-    /// The `eva:plugin` version the plugin was built against, as its imports tell; a
-    /// plugin that imports nothing of eva's is taken to target this host's version.
-    pub fn wit_version(&self) -> String {
-        self.imports
-            .iter()
-            .find_map(|i| role::InterfaceName::parse(i).map(|n| n.version.to_owned()))
-            .unwrap_or_else(|| role::WIT_VERSION.to_owned())
+    /// The `eva:plugin` version the plugin was built against, as its role export names it.
+    pub fn wit_version(&self) -> &str {
+        &self.wit_version
+    }
+
+    /// The contract the host calls the plugin through.
+    pub fn contract(&self) -> Contract {
+        self.contract
     }
 
     /// The configuration sent to the plugin: the user's keys only, typed.
     pub fn config(&self) -> Vec<(String, ConfigValue)> {
-        self.config.iter().map(crate::convert::config_pair).collect()
+        self.config.clone()
     }
 
     pub fn limits(&self) -> &Limits {
@@ -312,7 +316,7 @@ impl Plugin {
         call: &'static str,
         generator: Option<(Arc<dyn Generator>, u32)>,
         configure: bool,
-        f: impl FnOnce(&mut Store<State>, &Instance, &RoleExports) -> wasmtime::Result<Result<R, types::PluginError>>,
+        f: impl FnOnce(&mut Store<State>, &Instance, &RoleExports) -> crate::guest::Called<R>,
     ) -> Result<R> {
         let _span = tracing::debug_span!("plugin_call", plugin = &*self.name, call).entered();
         let mut store = self.new_store(generator)?;
@@ -327,9 +331,7 @@ impl Plugin {
         })();
         match outcome {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err((call, error))) => {
-                Err(Error::Reported { plugin: self.name.to_string(), call, error: crate::convert::reported(error) })
-            }
+            Ok(Err((call, error))) => Err(Error::Reported { plugin: self.name.to_string(), call, error }),
             Err(err) => Err(Error::Trap { plugin: self.name.to_string(), call, kind: classify(&err, store.data()) }),
         }
     }
@@ -365,11 +367,14 @@ mod tests {
 
     #[test]
     fn worlds_grant_only_their_imports() {
-        assert!(import_allowed(Role::Sampler, "eva:plugin/log@0.1.0"));
-        assert!(import_allowed(Role::Sampler, "wasi:filesystem/preopens@0.2.0"));
-        assert!(!import_allowed(Role::Sampler, "eva:plugin/generate@0.1.0"));
-        assert!(import_allowed(Role::Evolver, "eva:plugin/generate@0.1.0"));
-        assert!(!import_allowed(Role::Evolver, "eva:plugin/generate@0.9.0"));
-        assert!(!import_allowed(Role::InfoMetric, "acme:net/http@1.0.0"));
+        let current = Contract::Current;
+        assert!(import_allowed(Role::Sampler, current, "eva:plugin/log@0.2.0"));
+        assert!(import_allowed(Role::Sampler, current, "wasi:filesystem/preopens@0.2.0"));
+        assert!(!import_allowed(Role::Sampler, current, "eva:plugin/generate@0.2.0"));
+        assert!(import_allowed(Role::Evolver, current, "eva:plugin/generate@0.2.0"));
+        assert!(!import_allowed(Role::Evolver, current, "eva:plugin/generate@0.9.0"));
+        assert!(!import_allowed(Role::InfoMetric, current, "acme:net/http@1.0.0"));
+        assert!(import_allowed(Role::Evolver, Contract::V0_1, "eva:plugin/generate@0.1.0"));
+        assert!(!import_allowed(Role::Evolver, Contract::V0_1, "eva:plugin/generate@0.2.0"), "one version per plugin");
     }
 }

@@ -2,8 +2,31 @@
 
 use std::fmt;
 
-/// The WIT package version this host implements.
-pub const WIT_VERSION: &str = "0.1.1";
+/// The WIT package version this host implements, and the one plugins are built against.
+pub const WIT_VERSION: &str = "0.2.0";
+
+/// A contract version the host can call: the current one, or an older one it adapts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Contract {
+    /// 0.2.x, the version of `wit/`: prompts with labels, info metrics see answer texts.
+    Current,
+    /// 0.1.x (0.1.0 and 0.1.1): no labels and no answer texts; called through an adapter.
+    V0_1,
+}
+
+impl Contract {
+    /// The contract a plugin built against `version` is called through, if any. The
+    /// component model's semver rules apply: within 0.x, versions of one minor version
+    /// are compatible.
+    pub fn of(version: &str) -> Option<Contract> {
+        let mut parts = version.split('.');
+        match (parts.next(), parts.next()) {
+            (Some("0"), Some("2")) => Some(Contract::Current),
+            (Some("0"), Some("1")) => Some(Contract::V0_1),
+            _ => None,
+        }
+    }
+}
 
 /// The WIT package every plugin interface lives in.
 pub const WIT_PACKAGE: &str = "eva:plugin";
@@ -85,8 +108,9 @@ impl<'a> InterfaceName<'a> {
 /// What the exports of a component say about it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Detected {
-    /// Exactly one role, of a supported version.
-    Role(Role),
+    /// Exactly one role, of a supported version: the role, the contract it is called
+    /// through and the version its export names.
+    Role(Role, Contract, String),
     /// No `eva:plugin` role interface at all.
     None,
     /// More than one role interface.
@@ -95,21 +119,8 @@ pub enum Detected {
     Unsupported { found: String },
 }
 
-/// Whether a plugin built against `found` can be called by this host. The component
-/// model's semver rules apply: within 0.x, the minor version must match.
-pub fn version_supported(found: &str) -> bool {
-    let major_minor = |v: &str| {
-        let mut parts = v.split('.');
-        (parts.next().map(str::to_owned), parts.next().map(str::to_owned))
-    };
-    let (fm, fmin) = major_minor(found);
-    let (sm, smin) = major_minor(WIT_VERSION);
-    match (fm.as_deref(), sm.as_deref()) {
-        (Some("0"), Some("0")) => fmin == smin,
-        (Some(a), Some(b)) => a == b,
-        _ => false,
-    }
-}
+/// The versions this host loads, for messages.
+pub const SUPPORTED_VERSIONS: &str = "0.2.x and 0.1.x";
 
 /// Find the role from a component's export names.
 pub fn detect<'a>(exports: impl IntoIterator<Item = &'a str>) -> Detected {
@@ -117,15 +128,18 @@ pub fn detect<'a>(exports: impl IntoIterator<Item = &'a str>) -> Detected {
     for export in exports {
         let Some(iface) = InterfaceName::parse(export) else { continue };
         let Some(role) = Role::from_interface(iface.name) else { continue };
-        if !version_supported(iface.version) {
+        let Some(contract) = Contract::of(iface.version) else {
             return Detected::Unsupported { found: iface.version.to_owned() };
-        }
-        roles.push(role);
+        };
+        roles.push((role, contract, iface.version.to_owned()));
     }
     match roles.len() {
         0 => Detected::None,
-        1 => Detected::Role(roles[0]),
-        _ => Detected::Several(roles),
+        1 => {
+            let (role, contract, version) = roles.remove(0);
+            Detected::Role(role, contract, version)
+        }
+        _ => Detected::Several(roles.into_iter().map(|(role, ..)| role).collect()),
     }
 }
 
@@ -135,14 +149,19 @@ mod tests {
 
     #[test]
     fn detects_one_role() {
-        let exports = ["eva:plugin/plugin@0.1.0", "eva:plugin/sample@0.1.0"];
-        assert_eq!(detect(exports), Detected::Role(Role::Sampler));
+        let exports = ["eva:plugin/plugin@0.2.0", "eva:plugin/sample@0.2.0"];
+        assert_eq!(detect(exports), Detected::Role(Role::Sampler, Contract::Current, "0.2.0".into()));
     }
 
     #[test]
-    fn patch_versions_are_compatible_minor_versions_are_not() {
-        assert_eq!(detect(["eva:plugin/info@0.1.7"]), Detected::Role(Role::InfoMetric));
-        assert_eq!(detect(["eva:plugin/info@0.2.0"]), Detected::Unsupported { found: "0.2.0".into() });
+    fn patch_versions_are_compatible_and_0_1_is_adapted() {
+        assert_eq!(
+            detect(["eva:plugin/info@0.2.7"]),
+            Detected::Role(Role::InfoMetric, Contract::Current, "0.2.7".into())
+        );
+        assert_eq!(detect(["eva:plugin/info@0.1.0"]), Detected::Role(Role::InfoMetric, Contract::V0_1, "0.1.0".into()));
+        assert_eq!(detect(["eva:plugin/info@0.3.0"]), Detected::Unsupported { found: "0.3.0".into() });
+        assert_eq!(detect(["eva:plugin/info@1.0.0"]), Detected::Unsupported { found: "1.0.0".into() });
     }
 
     #[test]

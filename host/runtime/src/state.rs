@@ -10,7 +10,6 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::{generate, log, random, types};
 use crate::limits::Limits;
 use crate::text::{MAX_MESSAGE_BYTES, one_line, quote, truncate};
 use crate::types::{ChatMessage, GenerateRequest, Generator};
@@ -180,8 +179,15 @@ impl WasiView for State {
     }
 }
 
-impl log::Host for State {
-    fn write(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
+/// How a generation request was refused; each contract version has its own error type.
+enum Refused {
+    Budget,
+    Invalid(String),
+    Failed(String),
+}
+
+impl State {
+    fn write_log(&mut self, level: tracing::Level, message: String, fields: Vec<(String, String)>) {
         if self.log_records_left == 0 {
             return;
         }
@@ -194,11 +200,11 @@ impl log::Host for State {
         ));
         let plugin = &*self.plugin;
         match level {
-            log::Level::Trace => tracing::trace!(plugin, fields, "{message}"),
-            log::Level::Debug => tracing::debug!(plugin, fields, "{message}"),
-            log::Level::Info => tracing::info!(plugin, fields, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin, fields, "{message}"),
-            log::Level::Error => {
+            tracing::Level::TRACE => tracing::trace!(plugin, fields, "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(plugin, fields, "{message}"),
+            tracing::Level::INFO => tracing::info!(plugin, fields, "{message}"),
+            tracing::Level::WARN => tracing::warn!(plugin, fields, "{message}"),
+            tracing::Level::ERROR => {
                 tracing::error!(plugin, fields, "{message}");
                 self.last_error = Some(message);
             }
@@ -207,18 +213,44 @@ impl log::Host for State {
             tracing::warn!(plugin, "log record limit reached; further records of this call are dropped");
         }
     }
-}
 
-impl random::Host for State {
-    fn next_u64(&mut self) -> u64 {
-        self.rng.next_u64()
+    fn complete(&mut self, requests: Vec<GenerateRequest>) -> Result<Vec<String>, Refused> {
+        let Some(generator) = self.generator.clone() else {
+            return Err(Refused::Failed("this host has no model to generate with".into()));
+        };
+        if requests.len() > self.generate_budget as usize {
+            return Err(Refused::Budget);
+        }
+        for r in &requests {
+            check_request(r, &self.limits).map_err(Refused::Invalid)?;
+        }
+        // Generation is host time the CPU deadline does not count; the wall limit does.
+        if !self.within_deadline() {
+            return Err(Refused::Failed(format!(
+                "the call has used its real-time limit of {:?} (`wall-timeout`)",
+                self.limits.wall_timeout
+            )));
+        }
+        self.generate_budget -= requests.len() as u32;
+        let max_tokens = self.limits.generate_max_tokens;
+        let requests: Vec<GenerateRequest> =
+            requests.into_iter().map(|r| GenerateRequest { max_tokens: r.max_tokens.min(max_tokens), ..r }).collect();
+        let started = Instant::now();
+        let _span = tracing::info_span!("generate", plugin = &*self.plugin, requests = requests.len()).entered();
+        let result = generator.complete(&requests);
+        self.host_time += started.elapsed();
+        match result {
+            Ok(texts) if texts.len() == requests.len() => Ok(texts),
+            Ok(texts) => {
+                Err(Refused::Failed(format!("the model answered {} of {} requests", texts.len(), requests.len())))
+            }
+            Err(e) => Err(Refused::Failed(e)),
+        }
     }
 }
 
-impl types::Host for State {}
-
 /// A request is checked, size first, before anything of it is tokenized.
-fn check_request(r: &generate::Request, limits: &Limits) -> Result<(), String> {
+fn check_request(r: &GenerateRequest, limits: &Limits) -> Result<(), String> {
     if r.messages.is_empty() {
         return Err("a request has no messages".into());
     }
@@ -248,57 +280,77 @@ fn check_request(r: &generate::Request, limits: &Limits) -> Result<(), String> {
     Ok(())
 }
 
-impl generate::Host for State {
-    fn complete(&mut self, requests: Vec<generate::Request>) -> Result<Vec<String>, generate::GenerateError> {
-        let Some(generator) = self.generator.clone() else {
-            return Err(generate::GenerateError::Failed("this host has no model to generate with".into()));
-        };
-        if requests.len() > self.generate_budget as usize {
-            return Err(generate::GenerateError::BudgetExhausted);
+/// The host side of one contract version's imports; every version's are the same
+/// functions over their own generated types.
+macro_rules! host_imports {
+    ($v:ident) => {
+        impl crate::bindings::$v::log::Host for State {
+            fn write(
+                &mut self,
+                level: crate::bindings::$v::log::Level,
+                message: String,
+                fields: Vec<(String, String)>,
+            ) {
+                use crate::bindings::$v::log::Level as L;
+                let level = match level {
+                    L::Trace => tracing::Level::TRACE,
+                    L::Debug => tracing::Level::DEBUG,
+                    L::Info => tracing::Level::INFO,
+                    L::Warn => tracing::Level::WARN,
+                    L::Error => tracing::Level::ERROR,
+                };
+                self.write_log(level, message, fields)
+            }
         }
-        for r in &requests {
-            check_request(r, &self.limits).map_err(generate::GenerateError::InvalidRequest)?;
-        }
-        // Generation is host time the CPU deadline does not count; the wall limit does.
-        if !self.within_deadline() {
-            return Err(generate::GenerateError::Failed(format!(
-                "the call has used its real-time limit of {:?} (`wall-timeout`)",
-                self.limits.wall_timeout
-            )));
-        }
-        self.generate_budget -= requests.len() as u32;
-        let requests: Vec<GenerateRequest> = requests
-            .into_iter()
-            .map(|r| GenerateRequest {
-                messages: r.messages.into_iter().map(|m| ChatMessage { role: m.role, content: m.content }).collect(),
-                max_tokens: r.max_tokens.min(self.limits.generate_max_tokens),
-                temperature: r.temperature,
-                top_p: r.top_p,
-            })
-            .collect();
-        let started = Instant::now();
-        let _span = tracing::info_span!("generate", plugin = &*self.plugin, requests = requests.len()).entered();
-        let result = generator.complete(&requests);
-        self.host_time += started.elapsed();
-        match result {
-            Ok(texts) if texts.len() == requests.len() => Ok(texts),
-            Ok(texts) => Err(generate::GenerateError::Failed(format!(
-                "the model answered {} of {} requests",
-                texts.len(),
-                requests.len()
-            ))),
-            Err(e) => Err(generate::GenerateError::Failed(e)),
-        }
-    }
 
-    fn budget_left(&mut self) -> u32 {
-        self.generate_budget
-    }
+        impl crate::bindings::$v::random::Host for State {
+            fn next_u64(&mut self) -> u64 {
+                self.rng.next_u64()
+            }
+        }
+
+        impl crate::bindings::$v::types::Host for State {}
+
+        impl crate::bindings::$v::generate::Host for State {
+            fn complete(
+                &mut self,
+                requests: Vec<crate::bindings::$v::generate::Request>,
+            ) -> Result<Vec<String>, crate::bindings::$v::generate::GenerateError> {
+                use crate::bindings::$v::generate::GenerateError as E;
+                let requests = requests
+                    .into_iter()
+                    .map(|r| GenerateRequest {
+                        messages: r
+                            .messages
+                            .into_iter()
+                            .map(|m| ChatMessage { role: m.role, content: m.content })
+                            .collect(),
+                        max_tokens: r.max_tokens,
+                        temperature: r.temperature,
+                        top_p: r.top_p,
+                    })
+                    .collect();
+                State::complete(self, requests).map_err(|e| match e {
+                    Refused::Budget => E::BudgetExhausted,
+                    Refused::Invalid(m) => E::InvalidRequest(m),
+                    Refused::Failed(m) => E::Failed(m),
+                })
+            }
+
+            fn budget_left(&mut self) -> u32 {
+                self.generate_budget
+            }
+        }
+    };
 }
+
+host_imports!(current);
+host_imports!(v0_1);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bindings::current::{generate, log, types};
 
     fn state(limits: &Limits) -> State {
         with_generator(limits, None)

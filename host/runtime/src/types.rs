@@ -22,6 +22,17 @@ impl ChatMessage {
 pub struct Prompt {
     pub id: String,
     pub messages: Vec<ChatMessage>,
+    /// Its labels, a JSON object as text (`None`: no labels). Plugins built against 0.1
+    /// never see them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<String>,
+}
+
+impl Prompt {
+    /// A prompt without labels.
+    pub fn new(id: impl Into<String>, messages: Vec<ChatMessage>) -> Self {
+        Prompt { id: id.into(), messages, labels: None }
+    }
 }
 
 /// Input of the info metric: a prompt and its sampled responses' rewards and lengths.
@@ -30,6 +41,8 @@ pub struct PromptRewards {
     pub prompt: Prompt,
     pub rewards: Vec<f64>,
     pub token_counts: Vec<u32>,
+    /// The answers' texts, same order; plugins built against 0.1 never see them.
+    pub responses: Vec<String>,
 }
 
 /// One scored response, as the pairing policy sees it.
@@ -62,6 +75,9 @@ pub struct Evolved {
     pub messages: Vec<ChatMessage>,
     /// How it was made, for lineage (`in-depth/add-constraints`, ...).
     pub method: String,
+    /// The new prompt's labels, a JSON object as text (checked by the host), or `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<String>,
 }
 
 /// Input of a reward plugin: one answer and the prompt it answers.

@@ -64,11 +64,12 @@ pub fn prompt_rewards(items: &[PromptRewards]) -> Result<(), String> {
         if item.rewards.is_empty() {
             return Err(format!("prompt {i} (`{id}`) has no rewards"));
         }
-        if item.rewards.len() != item.token_counts.len() {
+        if item.rewards.len() != item.token_counts.len() || item.rewards.len() != item.responses.len() {
             return Err(format!(
-                "prompt {i} (`{id}`) has {} rewards but {} token counts",
+                "prompt {i} (`{id}`) has {} rewards but {} token counts and {} responses",
                 item.rewards.len(),
-                item.token_counts.len()
+                item.token_counts.len(),
+                item.responses.len()
             ));
         }
         for (j, r) in item.rewards.iter().enumerate() {
@@ -196,16 +197,41 @@ pub fn evolved(evolved: &[Evolved], inputs: usize, limits: &Limits) -> Result<()
                 limits.max_prompt_messages
             ));
         }
-        let bytes: usize = e.messages.iter().map(|m| m.content.len()).sum();
+        // Labels count towards the prompt's size: they are stored and sent with it.
+        let label_bytes = e.labels.as_ref().map_or(0, String::len);
+        let bytes: usize = e.messages.iter().map(|m| m.content.len()).sum::<usize>() + label_bytes;
         if bytes > limits.max_prompt_bytes {
             return Err(format!(
-                "{at} has {bytes} bytes, more than the limit of {} (`max-prompt-bytes`)",
+                "{at} has {bytes} bytes with its labels, more than the limit of {} (`max-prompt-bytes`)",
                 limits.max_prompt_bytes
             ));
         }
         roles(&e.messages).map_err(|m| format!("{at}: {m}"))?;
+        if let Some(labels) = &e.labels {
+            labels_object(labels).map_err(|m| format!("{at}: {m}"))?;
+        }
     }
     Ok(())
+}
+
+/// Labels are a JSON object, as text.
+pub fn labels_object(labels: &str) -> Result<(), String> {
+    match serde_json::from_str::<serde_json::Value>(labels) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(other) => Err(format!("its labels are a JSON {}, not an object", json_kind(&other))),
+        Err(e) => Err(format!("its labels are not JSON ({e}): {}", quote(&crate::text::clip(labels)))),
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
 }
 
 /// Prompts sent to the evolver must themselves be well formed.
@@ -223,7 +249,7 @@ mod tests {
 
     fn responses(n: usize) -> PromptResponses {
         PromptResponses {
-            prompt: Prompt { id: "p".into(), messages: vec![ChatMessage::user("q")] },
+            prompt: Prompt::new("p", vec![ChatMessage::user("q")]),
             responses: (0..n).map(|i| ScoredResponse { text: String::new(), reward: i as f64, tokens: 1 }).collect(),
         }
     }
@@ -259,7 +285,12 @@ mod tests {
 
     #[test]
     fn evolved_prompts_are_checked() {
-        let e = |parent, text: &str| Evolved { parent, messages: vec![ChatMessage::user(text)], method: "m".into() };
+        let e = |parent, text: &str| Evolved {
+            parent,
+            messages: vec![ChatMessage::user(text)],
+            method: "m".into(),
+            labels: None,
+        };
         let limits = Limits { max_prompt_bytes: 10, ..Limits::default() };
         assert!(evolved(&[e(0, "hi")], 1, &limits).is_ok());
         assert!(evolved(&[e(1, "hi")], 1, &limits).unwrap_err().contains("parent 1 is out of range"));
@@ -269,7 +300,7 @@ mod tests {
 
     #[test]
     fn evolved_prompts_are_counted_per_input_and_per_call() {
-        let e = |parent| Evolved { parent, messages: vec![ChatMessage::user("q")], method: "m".into() };
+        let e = |parent| Evolved { parent, messages: vec![ChatMessage::user("q")], method: "m".into(), labels: None };
         let limits = Limits { max_evolved_per_input: 2, max_evolved_per_call: 5, ..Limits::default() };
         assert!(evolved(&[e(0), e(1), e(0), e(1)], 2, &limits).is_ok());
         let err = evolved(&[e(0), e(1), e(0), e(0)], 2, &limits).unwrap_err();
@@ -280,7 +311,7 @@ mod tests {
 
     #[test]
     fn methods_are_short_single_lines_and_quoted_briefly() {
-        let e = |method: String| Evolved { parent: 0, messages: vec![ChatMessage::user("q")], method };
+        let e = |method: String| Evolved { parent: 0, messages: vec![ChatMessage::user("q")], method, labels: None };
         let limits = Limits::default();
         assert!(evolved(&[e("in-depth/add-constraints".into())], 1, &limits).is_ok());
         let err = evolved(&[e("m".repeat(64 << 20))], 1, &limits).unwrap_err();
@@ -290,11 +321,34 @@ mod tests {
 
     #[test]
     fn prompts_of_invisible_characters_are_refused() {
-        let e = |text: &str| Evolved { parent: 0, messages: vec![ChatMessage::user(text)], method: "m".into() };
+        let e = |text: &str| Evolved {
+            parent: 0,
+            messages: vec![ChatMessage::user(text)],
+            method: "m".into(),
+            labels: None,
+        };
         for text in ["\u{200B}\u{200D}\u{FEFF}", "\u{7}\u{1}\t", "\u{2060}\u{E0020}"] {
             let err = evolved(&[e(text)], 1, &Limits::default()).unwrap_err();
             assert!(err.ends_with("the last user message has no visible character"), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn evolved_labels_must_be_a_json_object() {
+        let e = |labels: &str| Evolved {
+            parent: 0,
+            messages: vec![ChatMessage::user("q")],
+            method: "m".into(),
+            labels: Some(labels.into()),
+        };
+        assert!(evolved(&[e(r#"{"constraints": []}"#)], 1, &Limits::default()).is_ok());
+        let err = evolved(&[e("[1, 2]")], 1, &Limits::default()).unwrap_err();
+        assert_eq!(err, "evolved prompt 0 (parent 0): its labels are a JSON array, not an object");
+        let err = evolved(&[e("{oops")], 1, &Limits::default()).unwrap_err();
+        assert!(err.starts_with("evolved prompt 0 (parent 0): its labels are not JSON ("), "{err}");
+        let limits = Limits { max_prompt_bytes: 20, ..Limits::default() };
+        let err = evolved(&[e(r#"{"k": "a long label value"}"#)], 1, &limits).unwrap_err();
+        assert!(err.contains("bytes with its labels, more than the limit of 20"), "{err}");
     }
 
     #[test]
@@ -310,9 +364,10 @@ mod tests {
     #[test]
     fn nan_rewards_are_refused_with_their_prompt() {
         let item = PromptRewards {
-            prompt: Prompt { id: "x7".into(), messages: vec![ChatMessage::user("q")] },
+            prompt: Prompt::new("x7", vec![ChatMessage::user("q")]),
             rewards: vec![0.1, f64::NAN],
             token_counts: vec![3, 4],
+            responses: vec!["a".into(), "b".into()],
         };
         let err = prompt_rewards(&[item]).unwrap_err();
         assert_eq!(err, "prompt 0 (`x7`): reward 1 is NaN, not a finite number");

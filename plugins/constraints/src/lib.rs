@@ -202,6 +202,30 @@ pub fn check(c: &Constraint, answer: &str) -> bool {
     }
 }
 
+/// The key of a prompt's labels that holds its constraints.
+pub const LABEL_KEY: &str = "constraints";
+
+/// A prompt's labels (a JSON object as text) and the constraints under [`LABEL_KEY`]:
+/// none when the key is absent; an error, saying which constraint is wrong and why, when
+/// the labels are not a JSON object, the key is not a list or a constraint is malformed.
+pub fn from_labels(labels: &str) -> Result<(serde_json::Map<String, serde_json::Value>, Vec<Constraint>), String> {
+    let map = match serde_json::from_str(labels) {
+        Ok(serde_json::Value::Object(map)) => map,
+        Ok(_) => return Err("the labels are not a JSON object".into()),
+        Err(e) => return Err(format!("the labels are not JSON: {e}")),
+    };
+    let constraints = match map.get(LABEL_KEY) {
+        None => vec![],
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, c)| serde_json::from_value(c.clone()).map_err(|e| format!("constraint {i} ({c}): {e}")))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(format!("`{LABEL_KEY}` is not a list")),
+    };
+    Ok((map, constraints))
+}
+
 /// The fraction of `cs` that `answer` satisfies; 1.0 for an empty list.
 pub fn score(cs: &[Constraint], answer: &str) -> f64 {
     if cs.is_empty() {

@@ -190,7 +190,7 @@ impl Evolver for EvolInstruct {
                     // Earlier turns are kept: a multi-turn prompt evolves its last user turn.
                     let mut messages = prompt.messages[..prompt.messages.len() - 1].to_vec();
                     messages.push(Message { role: "user".into(), content });
-                    evolved.push(Evolved { parent: parent as u32, messages, method: method.name.into() });
+                    evolved.push(Evolved { parent: parent as u32, messages, method: method.name.into(), labels: None });
                 }
                 Err(why) => {
                     rejected += 1;

@@ -228,3 +228,58 @@ fn plugins_built_against_wit_0_1_0_still_load_and_run() {
     };
     assert_eq!(pairing.pair(&item).unwrap(), [Preference { chosen: 1, rejected: 2 }]);
 }
+
+/// A first-party plugin as built by the 0.1.1 SDK (kept as bytes in `tests/fixtures`),
+/// and as built today.
+fn old_and_new(name: &str) -> [eva_plugin_runtime::Plugin; 2] {
+    let path = eva_test_support::workspace_root().join(format!("tests/fixtures/compat/wit-0.1.1/{name}.wasm"));
+    let old = engine().load(&path, PluginOptions::default()).unwrap();
+    assert_eq!((old.wit_version(), old.contract()), ("0.1.1", eva_plugin_runtime::Contract::V0_1));
+    let new = load(&format!("eva-plugin-{name}"), PluginOptions::default());
+    assert_eq!(new.contract(), eva_plugin_runtime::Contract::Current);
+    [old, new]
+}
+
+#[test]
+fn first_party_plugins_built_against_wit_0_1_1_behave_as_todays() {
+    // Labelled inputs: the 0.1 adapter leaves the labels and the answer texts out.
+    let labels = Some(r#"{"constraints":[{"kind":"no-commas"}]}"#.to_owned());
+    let labelled = |id: &str, text: &str| eva_plugin_runtime::Prompt { labels: labels.clone(), ..prompt(id, text) };
+
+    let [old, new] = old_and_new("regret");
+    let items = [rewards("a", &[0.2, 0.9, 0.4]), rewards("b", &[0.5, 0.1])];
+    let [old, new] = [old, new].map(|p| InfoMetric::new(p).unwrap().score_batch(&items).unwrap());
+    assert_eq!(old, new);
+
+    let [old, new] = old_and_new("weighted-sampler");
+    let scores = [0.3, 0.9, 0.1, 0.5, 0.7];
+    let [old, new] = [old, new].map(|p| Sampler::new(p).unwrap().sample(&scores, 3).unwrap());
+    assert_eq!(old, new, "the same seeded stream through either version's `random`");
+
+    let [old, new] = old_and_new("max-min-pairing");
+    let item = PromptResponses {
+        prompt: labelled("p", "q"),
+        responses: [0.2, 0.9, 0.1].iter().map(|&r| ScoredResponse { text: "a".into(), reward: r, tokens: 1 }).collect(),
+    };
+    let [old, new] = [old, new].map(|p| Pairing::new(p).unwrap().pair(&item).unwrap());
+    assert_eq!((&old, &new), (&vec![Preference { chosen: 1, rejected: 2 }], &old));
+
+    let [old, new] = old_and_new("rule-reward");
+    let exchanges: Vec<Exchange> = ["one two three", "word"]
+        .iter()
+        .map(|a| Exchange { prompt: labelled("p", "q"), response: a.to_string() })
+        .collect();
+    let [old, new] = [old, new].map(|p| RewardModel::new(p).unwrap().rate_batch(&exchanges).unwrap());
+    assert_eq!(old, new);
+
+    let [old, new] = old_and_new("evol-instruct");
+    let answer = |i: usize, _: &GenerateRequest| format!("Variant {i}: a harder question about rain and clouds.");
+    let prompts = [labelled("p0", "Write a haiku about rain.")];
+    let [old, new] = [old, new].map(|p| {
+        let generator = Arc::new(Scripted { asked: Mutex::new(Vec::new()), answer });
+        Evolver::new(p).unwrap().evolve(&prompts, generator).unwrap()
+    });
+    assert!(!old.is_empty());
+    assert_eq!(old, new, "same variants; neither version gives them labels");
+    assert!(old.iter().all(|e| e.labels.is_none()));
+}

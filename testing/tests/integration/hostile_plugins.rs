@@ -173,6 +173,12 @@ fn a_prompt_of_invisible_characters_is_refused() {
 }
 
 #[test]
+fn labels_that_are_not_a_json_object_are_refused() {
+    let (err, _) = evolve_error("bad-labels", |_| {});
+    assert!(err.ends_with("evolved prompt 0 (parent 0): its labels are a JSON array, not an object"), "{err}");
+}
+
+#[test]
 fn an_oversized_generate_request_never_reaches_the_model() {
     let (err, model) = evolve_error("huge-request", |_| {});
     assert!(err.contains("more than the limit of 65536 (`generate-max-request-bytes`)"), "{err}");

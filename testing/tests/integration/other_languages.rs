@@ -27,6 +27,7 @@ fn python_info_metric_matches_its_formula() {
         prompt: prompt("p", "q"),
         rewards: rewards.to_vec(),
         token_counts: tokens.to_vec(),
+        responses: vec!["a".into(); rewards.len()],
     };
     // gap 0.6; the best answer (index 1) has 40 more tokens than the shortest.
     let items = [item(&[0.2, 0.8, 0.5], &[60, 100, 80]), item(&[0.1, 0.1], &[5, 5])];

@@ -12,6 +12,7 @@ mod remote_run;
 mod run_loop;
 mod score;
 mod train_resume;
+mod verifiable;
 
 /// The rows of a JSONL file.
 fn rows(path: &std::path::Path) -> Vec<serde_json::Value> {

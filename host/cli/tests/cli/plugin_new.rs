@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use eva_plugin_runtime::{
     ChatMessage, Evolved, Evolver, Exchange, GenerateRequest, Generator, InfoMetric, Pairing, Plugin, Preference,
-    PromptResponses, RewardModel, Role, Sampler, ScoredResponse,
+    Prompt, PromptResponses, RewardModel, Role, Sampler, ScoredResponse,
 };
 use eva_test_support::harness::{engine, prompt, rewards, run_build_script};
 
@@ -62,14 +62,18 @@ fn check(component: &Path, name: &str, role: &str) {
         }
         Role::Evolver => {
             let mut evolver = Evolver::new(plugin).unwrap();
-            let two = [prompt("a", "Name a colour."), prompt("b", "Add 2 and 3.")];
+            // Labels cross the contract both ways: the child keeps its parent's.
+            let labels = r#"{"answer":"5"}"#.to_owned();
+            let labelled = Prompt { labels: Some(labels.clone()), ..prompt("b", "Add 2 and 3.") };
+            let two = [prompt("a", "Name a colour."), labelled];
             let children = evolver.evolve(&two, Arc::new(NoModel)).unwrap();
-            let child = |parent, text: &str| Evolved {
+            let child = |parent, text: &str, labels| Evolved {
                 parent,
                 messages: vec![ChatMessage::user(format!("{text} Explain each step."))],
                 method: "step-by-step".into(),
+                labels,
             };
-            assert_eq!(children, [child(0, "Name a colour."), child(1, "Add 2 and 3.")], "{name}");
+            assert_eq!(children, [child(0, "Name a colour.", None), child(1, "Add 2 and 3.", Some(labels))], "{name}");
         }
         Role::Pairing => {
             let items = [responses(&[0.1, 0.8, 0.3]), responses(&[0.5, 0.5]), responses(&[0.9, 0.2, 0.9, 0.2])];

@@ -1,0 +1,36 @@
+//! The requests in-breadth variants move to. None is a topic of the bundled held-out set
+//! (`examples/verifiable/heldout-prompts.jsonl`; a test checks), so evolving toward them
+//! never trains on the evaluation's topics.
+
+pub const TOPICS: [&str; 30] = [
+    "Explain how to wash a wool sweater.",
+    "Give tips for growing herbs on a windowsill.",
+    "Describe a day at the beach.",
+    "Explain how to change a light bulb safely.",
+    "Give advice for running a first 5k race.",
+    "Describe how bread dough rises.",
+    "Explain how to write a good grocery list.",
+    "Give tips for studying with a friend.",
+    "Describe a walk through a forest in autumn.",
+    "Explain how to set up a home aquarium.",
+    "Give tips for staying cool in hot weather.",
+    "Explain how a bicycle chain works.",
+    "Describe a cozy reading corner.",
+    "Give advice for cooking pasta.",
+    "Explain how to plant a young tree.",
+    "Suggest games for a long car ride.",
+    "Explain how to sew on a button.",
+    "Give tips for keeping a desk tidy.",
+    "Describe how clouds form.",
+    "Explain how to make lemonade.",
+    "Give advice for adopting a cat.",
+    "Explain how to stay safe while hiking.",
+    "Describe a visit to a zoo.",
+    "Give tips for writing a postcard.",
+    "Explain how to iron a shirt.",
+    "Suggest healthy snacks for a workday.",
+    "Explain how to clean a pair of running shoes.",
+    "Describe a busy train station in the morning.",
+    "Give tips for a smooth video call.",
+    "Explain how to keep a garden journal.",
+];
