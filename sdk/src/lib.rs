@@ -34,6 +34,11 @@
 //! Build it into a component with `eva-host plugin build PATH` and load it with
 //! `eva-host --plugin FILE.wasm`; `docs/plugin-guide.md` walks through the whole path.
 //!
+//! Contract 0.2.0 gave a [`Prompt`] its `labels` (a JSON object as text, from the prompt
+//! set: a verifiable reward checks answers against them), an [`Evolved`] prompt its own
+//! `labels` (`None`: no labels; the parent's are not inherited), and a [`PromptRewards`]
+//! the answers' texts (`responses`).
+//!
 //! Panics are reported to the host through the log import with their `file:line`, and
 //! the host turns the trap that follows into an error naming the plugin.
 

@@ -35,6 +35,10 @@ impl Write for FileWriter {
     }
 }
 
+/// Warnings, and every record a plugin logs (the runtime writes them under its `state`
+/// module, with the plugin's name).
+pub const PLUGIN_RECORDS: &str = "warn,eva_plugin_runtime::state=trace";
+
 pub fn init(stderr_filter: &str) {
     // The terminal already gets the error as `error: ...`; only the file needs the event.
     let quiet = FAILURE.parse().expect("a valid directive");

@@ -8,9 +8,12 @@ mod model_cmd;
 mod models;
 mod plugin_args;
 mod plugin_cmd;
+mod plugin_io;
 mod plugin_new;
 mod plugin_source;
+mod plugin_test;
 mod progress;
+mod replay_cmd;
 mod report_cmd;
 mod reward_args;
 mod run_cmd;
@@ -30,9 +33,11 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "eva-host", version, about)]
 pub(crate) struct Cli {
-    /// Log filter (tracing's env-filter syntax), e.g. `info` or `eva_plugin_runtime=debug`.
-    #[arg(long, global = true, env = "EVA_LOG", default_value = "warn")]
-    log: String,
+    /// Log filter (tracing's env-filter syntax), e.g. `info` or `eva_plugin_runtime=debug`
+    /// [default: warn; for `plugin call` and `plugin test`, warn and every record the
+    /// plugin logs].
+    #[arg(long, global = true, env = "EVA_LOG")]
+    log: Option<String>,
     /// Where models run and train: cpu, or cuda / cuda:N (an NVIDIA GPU; needs an
     /// eva-host built with `--features cuda`). `--weights q8_0|native` are CPU formats.
     #[arg(long, global = true, env = "EVA_DEVICE", default_value = "cpu")]
@@ -66,6 +71,9 @@ enum Command {
     /// Write a self-contained HTML report of a run: plots per iteration, prompt drift,
     /// lineages of evolved prompts, the evaluation.
     Report(report_cmd::ReportArgs),
+    /// Run the creator's phases (info, select, evolve, mix) of a finished run again with
+    /// other plugins, over its recorded answers and rewards, without a model: seconds.
+    Replay(Box<replay_cmd::ReplayArgs>),
 }
 
 /// Where eva keeps what it can rebuild or download again: `$EVA_CACHE_DIR`, else
@@ -88,7 +96,9 @@ fn main() -> std::process::ExitCode {
     eva_engine::alloc::keep_freed_memory();
     let matches = flags::with_defaults(Cli::command()).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    logging::init(&cli.log);
+    let plugin_on_trial = matches!(cli.command, Command::Plugin(ref p) if p.shows_plugin_logs());
+    let default_log = if plugin_on_trial { logging::PLUGIN_RECORDS } else { "warn" };
+    logging::init(cli.log.as_deref().unwrap_or(default_log));
     match run(cli, &matches) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -111,5 +121,6 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
         Command::Eval(args) => eval_cmd::run(*args, sub),
         Command::Report(args) => report_cmd::run(args),
         Command::Run(args) => run_cmd::run(*args, sub),
+        Command::Replay(args) => replay_cmd::run(*args),
     }
 }

@@ -34,6 +34,15 @@ pub struct PluginArgs {
     #[arg(long = "plugin-memory", value_name = "MIB")]
     pub memory_mib: Option<usize>,
 
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Where plugins may come from: the registry flags, also all that `plugin pull` takes.
+#[derive(Args, Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct RegistryArgs {
     /// Refuse any plugin not pulled from a registry with a valid signature by this
     /// Ed25519 public key (PEM; repeatable: any of them). eva's first-party plugins,
     /// built from its own source, are exempt.

@@ -2,15 +2,17 @@
 //! languages the contract, C bindings and componentization.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use eva_plugin_build::{BuildRequest, GuestTarget};
 use eva_plugin_registry::signature::SigningKey;
 use eva_plugin_registry::{PluginInfo, PluginRef};
-use eva_plugin_runtime::{Inspection, Role};
+use eva_plugin_runtime::{Generator, Inspection, Role};
 
-use crate::plugin_args::PluginArgs;
+use crate::plugin_args::{PluginArgs, RegistryArgs};
+use crate::plugin_io::CannedReplies;
 use crate::plugin_new::{Lang, parse_role};
 use crate::plugin_source::{PluginLoader, PluginSource};
 
@@ -21,6 +23,48 @@ pub enum PluginCommand {
         /// The component file, or an `oci://` reference.
         #[arg(value_name = "FILE.wasm|oci://REF")]
         source: PluginSource,
+        #[command(flatten)]
+        plugins: PluginArgs,
+    },
+    /// Call a plugin once on known inputs and print its output (JSON) and its log lines:
+    /// seconds, no model run. The input's shape depends on the role (see
+    /// docs/plugin-guide.md, "Call it on sample data"); `plugin new` writes one.
+    Call {
+        /// The component file, or an `oci://` reference.
+        #[arg(value_name = "FILE.wasm|oci://REF")]
+        source: PluginSource,
+        /// The call's input, a JSON file.
+        #[arg(long, value_name = "SAMPLE.json")]
+        input: PathBuf,
+        /// The seed of the plugin's random stream.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Evolvers: answer `generate` with these replies, in order (a JSON list of
+        /// strings), instantly and deterministically. Without it, a model answers.
+        #[arg(long, value_name = "FILE")]
+        generate_replies: Option<PathBuf>,
+        /// Evolvers: the model that answers `generate` (a .gguf file or a Hugging Face
+        /// directory) [default: the embedded SmolLM2-135M-Instruct].
+        #[arg(long, value_name = "PATH", conflicts_with = "generate_replies")]
+        model: Option<PathBuf>,
+        /// Evolvers: the most tokens of each generated reply.
+        #[arg(long, default_value_t = 128)]
+        max_tokens: u32,
+        #[command(flatten)]
+        plugins: PluginArgs,
+    },
+    /// Run a plugin on every case of a JSON-lines file and compare each output with the
+    /// expected one (numbers within a tolerance); exits non-zero on any mismatch. See
+    /// docs/plugin-guide.md, "Test it"; `plugin new` writes a passing case.
+    Test {
+        /// The component file, or an `oci://` reference.
+        #[arg(value_name = "FILE.wasm|oci://REF")]
+        source: PluginSource,
+        /// The cases: one JSON object per line (`name`, `input`, `expect` or
+        /// `expect_error`, and optionally `tolerance`, `config`, `seed`,
+        /// `generate_replies`).
+        #[arg(value_name = "CASES.jsonl")]
+        cases: PathBuf,
         #[command(flatten)]
         plugins: PluginArgs,
     },
@@ -38,8 +82,8 @@ pub enum PluginCommand {
         /// Where the project goes [default: ./NAME].
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// eva's `sdk/` directory, for Rust plugins [default: the source tree eva-host was
-        /// built from].
+        /// Rust plugins: depend on this SDK directory (eva's `sdk/`, say) instead of the
+        /// copy written into the project (`eva-plugin-sdk/`, with the contract in `wit/`).
         #[arg(long, value_name = "DIR")]
         sdk: Option<PathBuf>,
     },
@@ -102,8 +146,10 @@ pub enum PluginCommand {
         /// `eva-host plugin keygen` or `openssl genpkey -algorithm ed25519`).
         #[arg(long, value_name = "KEY")]
         sign: Option<PathBuf>,
-        #[command(flatten)]
-        plugins: PluginArgs,
+        /// Reach this registry (`HOST[:PORT]`) over plain HTTP (repeatable); loopback
+        /// registries always are.
+        #[arg(long = "insecure-registry", value_name = "HOST")]
+        insecure_registries: Vec<String>,
     },
     /// Pull a plugin from a registry into the cache (checked against its digests, and
     /// its signature with --require-signed) and print where it is.
@@ -111,7 +157,7 @@ pub enum PluginCommand {
         /// `oci://HOST[:PORT]/REPOSITORY:TAG` or `...@sha256:HEX`.
         reference: PluginRef,
         #[command(flatten)]
-        plugins: PluginArgs,
+        registry: RegistryArgs,
     },
     /// Make an Ed25519 key pair for signing plugins: `PREFIX.key` (private, mode 0600)
     /// and `PREFIX.pub` (public, for --require-signed).
@@ -120,6 +166,13 @@ pub enum PluginCommand {
         #[arg(long, value_name = "PREFIX")]
         out: PathBuf,
     },
+}
+
+impl PluginCommand {
+    /// Whether the command is about one plugin's behaviour, so its log records matter.
+    pub fn shows_plugin_logs(&self) -> bool {
+        matches!(self, PluginCommand::Call { .. } | PluginCommand::Test { .. })
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -136,6 +189,31 @@ pub fn run(cmd: PluginCommand) -> Result<()> {
             print!("{}", Inspection(&plugin));
             Ok(())
         }
+        PluginCommand::Call { source, input, seed, generate_replies, model, max_tokens, plugins } => {
+            let text = std::fs::read_to_string(&input).with_context(|| format!("reading {}", input.display()))?;
+            let input_value: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", input.display()))?;
+            let loader = PluginLoader::from_args(&plugins)?;
+            let mut plugin = loader.load(&source, false)?;
+            loader.check_names(&[])?;
+            plugin.reseed(seed);
+            let generator = move || -> Result<Arc<dyn Generator>> {
+                if let Some(file) = &generate_replies {
+                    return Ok(Arc::new(CannedReplies::read(file)?));
+                }
+                let path = match &model {
+                    Some(p) => p.clone(),
+                    None => crate::models::fetch_default()?,
+                };
+                let model = eva_engine::LanguageModel::load(&path, eva_engine::WeightFormat::F32)
+                    .with_context(|| format!("loading {}", path.display()))?;
+                Ok(Arc::new(eva_loop::generator::EngineGenerator { model: Arc::new(model), max_tokens, seed }))
+            };
+            let output = crate::plugin_io::call(plugin, &input_value, Box::new(generator))
+                .with_context(|| format!("calling {source} on {}", input.display()))?;
+            print_json(&output)
+        }
+        PluginCommand::Test { source, cases, plugins } => crate::plugin_test::run(&source, &cases, &plugins),
         PluginCommand::New { name, lang, role, dir, sdk } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
             print_paths(crate::plugin_new::create(lang, role, &name, &dir, sdk.as_deref())?)
@@ -162,8 +240,8 @@ pub fn run(cmd: PluginCommand) -> Result<()> {
         PluginCommand::Bindgen { lang: BindgenLang::C, world, out } => {
             print_paths(eva_plugin_build::contract::c_bindings(&world, &out)?)
         }
-        PluginCommand::Publish { file, reference, sign, plugins } => {
-            let loader = PluginLoader::from_args(&plugins)?;
+        PluginCommand::Publish { file, reference, sign, insecure_registries } => {
+            let loader = PluginLoader::from_args(&PluginArgs::default())?;
             // Load it first: only a working eva plugin is published, with its own metadata.
             let plugin = loader.load(&PluginSource::File(file.clone()), true)?;
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -187,14 +265,15 @@ pub fn run(cmd: PluginCommand) -> Result<()> {
                 Some(key) => SigningKey::read(key)?.sign(&digest),
                 None => Default::default(),
             };
-            let client = crate::plugin_source::registry_client(&plugins.insecure_registries)?;
+            let client = crate::plugin_source::registry_client(&insecure_registries)?;
             let pushed = client.push(&reference, &bytes, &info, signature)?;
             eprintln!("published {} {} ({}) as {reference}", info.name, info.version, pushed.component_digest);
             println!("{}", pushed.pinned);
             Ok(())
         }
-        PluginCommand::Pull { reference, plugins } => {
-            let (pulled, signed_by) = PluginLoader::from_args(&plugins)?.pull(&reference)?;
+        PluginCommand::Pull { reference, registry } => {
+            let args = PluginArgs { registry, ..PluginArgs::default() };
+            let (pulled, signed_by) = PluginLoader::from_args(&args)?.pull(&reference)?;
             let signed = signed_by.map(|k| format!(", signed by {k}")).unwrap_or_default();
             eprintln!("{} ({}{signed})", pulled.pinned, pulled.component_digest);
             println!("{}", pulled.path.display());
@@ -216,6 +295,16 @@ pub fn run(cmd: PluginCommand) -> Result<()> {
             println!("{}", out.display());
             Ok(())
         }
+    }
+}
+
+/// Print JSON; a closed pipe (`| head`) ends the output quietly.
+fn print_json(value: &serde_json::Value) -> Result<()> {
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }
 

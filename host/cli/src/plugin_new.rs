@@ -53,6 +53,89 @@ fn file(path: impl Into<String>, template: &'static str) -> File {
 
 const README: &str = include_str!("plugin_new/README.md.j2");
 
+/// The SDK's sources, written into Rust projects (`eva-plugin-sdk/`) so that a project
+/// builds on any machine, its SDK pinned to the eva-host that made it.
+const SDK_SOURCES: [(&str, &str); 4] = [
+    ("src/lib.rs", include_str!("../../../sdk/src/lib.rs")),
+    ("src/bindings.rs", include_str!("../../../sdk/src/bindings.rs")),
+    ("src/config.rs", include_str!("../../../sdk/src/config.rs")),
+    ("src/__private.rs", include_str!("../../../sdk/src/__private.rs")),
+];
+
+/// The workspace manifest eva-host was built in, for the SDK's dependency on wit-bindgen.
+const WORKSPACE_MANIFEST: &str = include_str!("../../../Cargo.toml");
+
+/// The SDK's own manifest, standalone: the workspace's wit-bindgen line, verbatim.
+fn sdk_manifest() -> Result<String> {
+    let bindgen = WORKSPACE_MANIFEST
+        .lines()
+        .find(|l| l.starts_with("wit-bindgen = "))
+        .context("eva's workspace manifest names no wit-bindgen version")?;
+    Ok(format!(
+        "# eva's plugin SDK, as eva-host {version} wrote it (contract eva:plugin@{wit}). Its bindings are\n\
+         # generated from ../wit, the contract beside it.\n\
+         [package]\nname = \"eva-plugin-sdk\"\nversion = \"{version}\"\nedition = \"2024\"\n\
+         license = \"Apache-2.0\"\npublish = false\n\n[dependencies]\n{bindgen}\n",
+        version = env!("CARGO_PKG_VERSION"),
+        wit = eva_plugin_runtime::WIT_VERSION,
+    ))
+}
+
+/// Four prompts for a smoke run of a new plugin (the README's `run` line).
+const SMOKE_SEEDS: &str = concat!(
+    r#"{"id": "s1", "prompt": "Name three fruits that are red."}"#,
+    "\n",
+    r#"{"id": "s2", "prompt": "Explain in one sentence why the sky is blue."}"#,
+    "\n",
+    r#"{"id": "s3", "prompt": "Suggest a name for a friendly robot."}"#,
+    "\n",
+    r#"{"id": "s4", "prompt": "What is 12 plus 30?", "answer": "42"}"#,
+    "\n",
+);
+
+/// The sample input of `plugin call` for the template of `role`, and what the template
+/// answers to it: the same in every language.
+pub fn sample(role: Role) -> (serde_json::Value, serde_json::Value) {
+    use serde_json::json;
+    let colour = json!({"id": "a", "prompt": "Name a colour."});
+    let sum = json!({"id": "b", "prompt": "Add 2 and 3.", "labels": {"answer": "5"}});
+    match role {
+        Role::InfoMetric => (
+            json!({"items": [
+                {"prompt": colour, "rewards": [0.1, 0.9, 0.4], "responses": ["Red.", "Blue, like the sky.", "Green."]},
+                {"prompt": sum, "rewards": [0.5], "responses": ["5"]},
+            ]}),
+            json!({"scores": [0.8, 0.0]}),
+        ),
+        Role::Sampler => (json!({"scores": [0.2, 0.9, 0.5, 0.9], "count": 3}), json!({"indices": [1, 3, 2]})),
+        Role::Evolver => {
+            let child = |parent: u32, text: &str, labels: serde_json::Value| {
+                json!({"parent": parent, "method": "step-by-step", "labels": labels,
+                       "messages": [{"role": "user", "content": format!("{text} Explain each step.")}]})
+            };
+            (
+                json!({"prompts": [colour, sum]}),
+                json!({"evolved": [child(0, "Name a colour.", json!(null)), child(1, "Add 2 and 3.", json!({"answer": "5"}))]}),
+            )
+        }
+        Role::Pairing => {
+            let responses = |rewards: &[f64]| -> Vec<serde_json::Value> {
+                rewards.iter().enumerate().map(|(i, r)| json!({"text": format!("answer {i}"), "reward": r})).collect()
+            };
+            (
+                json!({"items": [{"prompt": colour, "responses": responses(&[0.1, 0.8, 0.3])},
+                                 {"prompt": sum, "responses": responses(&[0.5, 0.5])}]}),
+                json!({"pairs": [[{"chosen": 1, "rejected": 0}], []]}),
+            )
+        }
+        Role::Reward => (
+            json!({"items": [{"prompt": colour, "response": vec!["word"; 50].join(" ")},
+                             {"prompt": sum, "response": "5"}]}),
+            json!({"rewards": [1.0, 1.0 / (1.0 + 49.0 / 50.0)]}),
+        ),
+    }
+}
+
 /// Write a new plugin project called `name` into `dir` (which must not hold files);
 /// `sdk` is eva's `sdk/` directory, which Rust plugins depend on.
 pub fn create(lang: Lang, role: Role, name: &str, dir: &Path, sdk: Option<&Path>) -> Result<Vec<PathBuf>> {
@@ -70,8 +153,10 @@ pub fn create(lang: Lang, role: Role, name: &str, dir: &Path, sdk: Option<&Path>
         bail!("{} already holds files: choose another --dir", dir.display());
     }
     let snake = name.replace('-', "_");
-    let sdk = match lang {
-        Lang::Rust => Some(sdk_dir(sdk)?),
+    // Rust projects get the SDK beside their sources unless told to use another one.
+    let sdk = match (lang, sdk) {
+        (Lang::Rust, Some(dir)) => Some(sdk_dir(dir)?.display().to_string()),
+        (Lang::Rust, None) => Some("eva-plugin-sdk".to_owned()),
         _ => None,
     };
     let (files, lang_name, build_command, component, toolchain) = match lang {
@@ -83,9 +168,10 @@ pub fn create(lang: Lang, role: Role, name: &str, dir: &Path, sdk: Option<&Path>
             "Rust",
             "eva-host plugin build .".to_owned(),
             format!("plugins-out/{name}.wasm"),
-            "It depends on eva's plugin SDK (`eva-plugin-sdk`, by path). `eva-host plugin build` \
-             uses rustup's wasm32 target when installed and otherwise Debian's rustc-web (see \
-             eva's README).",
+            "It depends on eva's plugin SDK, written beside it (`eva-plugin-sdk/`, built from the \
+             contract in `wit/`): the project builds on any machine, with or without eva's source. \
+             `eva-host plugin build` uses rustup's wasm32 target when installed and otherwise \
+             Debian's rustc-web (see eva's README).",
         ),
         Lang::Python => (
             vec![
@@ -137,9 +223,13 @@ pub fn create(lang: Lang, role: Role, name: &str, dir: &Path, sdk: Option<&Path>
     let ctx = context! {
         name, role => role.world(), interface => role.interface(), world => role.world().replace('-', "_"),
         p => format!("exports_eva_plugin_{}", role.interface()), type_name, description => behaviour(role),
-        behaviour => behaviour(role), sdk => sdk.map(|s| s.display().to_string()), c_file => format!("{snake}.c"),
-        lang => lang_id, lang_name, wit_version => eva_plugin_runtime::WIT_VERSION, build_command, component,
-        toolchain,
+        behaviour => behaviour(role), sdk, c_file => format!("{snake}.c"),
+        lang => lang_id, lang_name, wit_version => eva_plugin_runtime::WIT_VERSION, build_command,
+        run_plugin => match role {
+            Role::Reward => format!("--reward plugin --reward-plugin {component}"),
+            _ => format!("--plugin {component}"),
+        },
+        component, toolchain,
     };
     let mut env = Environment::new();
     env.set_trim_blocks(true);
@@ -158,6 +248,19 @@ pub fn create(lang: Lang, role: Role, name: &str, dir: &Path, sdk: Option<&Path>
         written.push(write(&dir.join(&f.path), &text, f.executable)?);
     }
     written.push(write(&dir.join(".gitignore"), ignore, false)?);
+    let (input, expect) = sample(role);
+    let pretty = serde_json::to_string_pretty(&input).expect("JSON") + "\n";
+    written.push(write(&dir.join("sample-input.json"), &pretty, false)?);
+    let case = serde_json::json!({"name": "what the template does", "input": input, "expect": expect});
+    written.push(write(&dir.join("tests.jsonl"), &(case.to_string() + "\n"), false)?);
+    written.push(write(&dir.join("smoke-seeds.jsonl"), SMOKE_SEEDS, false)?);
+    if lang == Lang::Rust && sdk.as_deref() == Some("eva-plugin-sdk") {
+        for (path, text) in SDK_SOURCES {
+            written.push(write(&dir.join("eva-plugin-sdk").join(path), text, false)?);
+        }
+        written.push(write(&dir.join("eva-plugin-sdk/Cargo.toml"), &sdk_manifest()?, false)?);
+        written.extend(eva_plugin_build::contract::write_wit(&dir.join("wit"))?);
+    }
     Ok(written)
 }
 
@@ -174,17 +277,13 @@ fn write(path: &Path, text: &str, executable: bool) -> Result<PathBuf> {
     Ok(path.to_owned())
 }
 
-/// eva's `sdk/` directory: the one given, else the one of the source tree eva-host was
-/// built from.
-fn sdk_dir(given: Option<&Path>) -> Result<PathBuf> {
-    let dir = match given {
-        Some(d) => d.to_owned(),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk"),
-    };
-    let dir = dir.canonicalize().ok().filter(|d| d.join("Cargo.toml").is_file()).with_context(|| {
-        format!("a Rust plugin depends on eva's plugin SDK, which is not at {}: pass --sdk DIR", dir.display())
-    })?;
-    Ok(dir)
+/// An SDK directory given with `--sdk` (eva's own `sdk/`, say), checked.
+fn sdk_dir(given: &Path) -> Result<PathBuf> {
+    given
+        .canonicalize()
+        .ok()
+        .filter(|d| d.join("Cargo.toml").is_file())
+        .with_context(|| format!("--sdk {}: no Cargo.toml there", given.display()))
 }
 
 #[cfg(test)]
@@ -194,6 +293,16 @@ mod tests {
     /// The files of every language's project, and one rendered source and README: a
     /// change to a template shows up in review. (Each template is built and run by
     /// `tests/plugin_new.rs`.)
+    #[test]
+    fn the_vendored_sdk_is_eva_s_own_with_a_standalone_manifest() {
+        let manifest = sdk_manifest().unwrap();
+        assert!(manifest.contains("\nwit-bindgen = { version = "), "{manifest}");
+        let parsed: toml::Table = toml::from_str(&manifest).unwrap();
+        assert_eq!(parsed["package"]["name"].as_str(), Some("eva-plugin-sdk"));
+        let bindings = SDK_SOURCES.iter().find(|(p, _)| *p == "src/bindings.rs").unwrap().1;
+        assert!(bindings.contains(r#"path: "../wit""#), "the SDK finds the contract at ../wit");
+    }
+
     #[test]
     fn projects_have_their_files_and_render_cleanly() {
         let root = tempfile::tempdir().unwrap();

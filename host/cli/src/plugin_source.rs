@@ -90,8 +90,8 @@ struct Fetched {
 impl PluginLoader {
     /// The loader of a command's plugins: its settings, registries and trusted keys.
     pub fn from_args(args: &PluginArgs) -> Result<Self> {
-        let keys = args.require_signed.iter().map(|p| PublicKey::read(p)).collect::<Result<Vec<_>, _>>()?;
-        PluginLoader::new(args.settings()?, args.insecure_registries.clone(), TrustedKeys::new(keys))
+        let keys = args.registry.require_signed.iter().map(|p| PublicKey::read(p)).collect::<Result<Vec<_>, _>>()?;
+        PluginLoader::new(args.settings()?, args.registry.insecure_registries.clone(), TrustedKeys::new(keys))
     }
 
     pub fn new(settings: PluginSettings, insecure: Vec<String>, trusted: TrustedKeys) -> Result<Self> {

@@ -5,7 +5,7 @@
 
 mod config;
 mod engines;
-mod plugins;
+pub(crate) mod plugins;
 
 use std::path::PathBuf;
 
@@ -67,7 +67,8 @@ pub struct RunArgs {
     #[arg(long = "plugin-lock", value_name = "FILE")]
     plugin_lock: Option<PathBuf>,
     /// Where the first-party plugins are looked up (NAME.wasm), and built into from the
-    /// source tree when missing; default: the cache's `plugins/`.
+    /// source tree when missing; default: the cache's `plugins/wit-VERSION/` (one per
+    /// contract version, so an upgraded eva-host never runs stale builds).
     #[arg(long, value_name = "DIR")]
     plugins_dir: Option<PathBuf>,
     #[command(flatten)]

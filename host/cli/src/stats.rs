@@ -57,11 +57,26 @@ pub struct WinRate {
 pub fn win_rate(wins: usize, ties: usize, losses: usize, confidence: f64) -> WinRate {
     let n = (wins + ties + losses) as f64;
     let p = (wins as f64 + ties as f64 / 2.0) / n;
+    WinRate { rate: p, ci: wilson(p, n, confidence), wins, ties, losses }
+}
+
+/// Wilson's score interval of a proportion `p` over `n` trials.
+fn wilson(p: f64, n: f64, confidence: f64) -> [f64; 2] {
     let z = Normal::standard().inverse_cdf(0.5 + confidence / 2.0);
     let z2n = z * z / n;
     let center = (p + z2n / 2.0) / (1.0 + z2n);
     let half = z / (1.0 + z2n) * (p * (1.0 - p) / n + z2n / (4.0 * n)).sqrt();
-    WinRate { rate: p, ci: [(center - half).max(0.0), (center + half).min(1.0)], wins, ties, losses }
+    [(center - half).max(0.0), (center + half).min(1.0)]
+}
+
+/// The mean of shares `xs` (each in [0, 1], one per prompt) with Wilson's interval over
+/// the `n` prompts: exact in form for 0/1 values, and conservative for fractions, whose
+/// variance is at most p(1 - p). Unlike a t interval it stays within [0, 1] and does not
+/// collapse to a point when every value is the same.
+pub fn share_ci(xs: &[f64], confidence: f64) -> Estimate {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    Estimate { mean, ci: (!xs.is_empty()).then(|| wilson(mean, n, confidence)) }
 }
 
 #[cfg(test)]
@@ -80,6 +95,16 @@ mod tests {
         let [lo, hi] = e.ci.unwrap();
         assert!(close(lo, 1.0368) && close(hi, 4.9632), "{lo} {hi}");
         assert_eq!(mean_ci(&[2.5], 0.95).ci, None);
+    }
+
+    #[test]
+    fn share_intervals_stay_within_zero_and_one() {
+        let e = share_ci(&[1.0, 0.0], 0.95);
+        let [lo, hi] = e.ci.unwrap();
+        assert!(lo >= 0.0 && hi <= 1.0 && lo < 0.5 && hi > 0.5, "{lo} {hi}");
+        // All held on 3 prompts: not a point, [0.4385, 1].
+        let [lo, hi] = share_ci(&[1.0; 3], 0.95).ci.unwrap();
+        assert!(close(lo, 0.4385) && hi == 1.0, "{lo} {hi}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use eva_plugin_runtime::{ChatMessage, Evolved, Generator, Prompt, PromptRewards}
 use rand::{SeedableRng, seq::SliceRandom};
 
 use crate::dedup::Seen;
-use crate::layout::{Answers, EvolvedRecord, Info, Labels, PromptRecord};
+use crate::layout::{Answers, EvolvedRecord, Info, Labels, Producer, PromptRecord};
 
 /// An error of a role's policy, as its implementation reports it.
 pub type RoleError = crate::layout::PhaseError;
@@ -27,6 +27,10 @@ pub type RoleError = crate::layout::PhaseError;
 pub trait InfoMetric {
     /// Restart the policy's random stream (before each phase; see [`phase_seed`]).
     fn reseed(&mut self, seed: u64);
+    /// Who the policy is, recorded with the file it writes.
+    fn producer(&self) -> Producer {
+        Producer::named(std::any::type_name::<Self>())
+    }
     /// One finite score per item, in order.
     fn score_batch(&mut self, items: &[PromptRewards]) -> Result<Vec<f64>, RoleError>;
 }
@@ -34,6 +38,10 @@ pub trait InfoMetric {
 /// The sample step's policy: which prompts go on to be evolved.
 pub trait Sampler {
     fn reseed(&mut self, seed: u64);
+    /// Who the policy is, recorded with the file it writes.
+    fn producer(&self) -> Producer {
+        Producer::named(std::any::type_name::<Self>())
+    }
     /// `count` distinct indices into `scores`.
     fn sample(&mut self, scores: &[f64], count: usize) -> Result<Vec<usize>, RoleError>;
 }
@@ -44,6 +52,10 @@ pub trait Evolver {
     /// The policy's name, for messages about what it made.
     fn name(&self) -> &str;
     fn reseed(&mut self, seed: u64);
+    /// Who the policy is, recorded with the file it writes.
+    fn producer(&self) -> Producer {
+        Producer::named(self.name())
+    }
     /// New prompts, each naming the index of the input it was made from.
     fn evolve(&mut self, prompts: &[Prompt], generator: Arc<dyn Generator>) -> Result<Vec<Evolved>, RoleError>;
 }
@@ -51,6 +63,9 @@ pub trait Evolver {
 impl InfoMetric for eva_plugin_runtime::InfoMetric {
     fn reseed(&mut self, seed: u64) {
         self.plugin_mut().reseed(seed);
+    }
+    fn producer(&self) -> Producer {
+        Producer::plugin(self.plugin())
     }
     fn score_batch(&mut self, items: &[PromptRewards]) -> Result<Vec<f64>, RoleError> {
         Ok(eva_plugin_runtime::InfoMetric::score_batch(self, items)?)
@@ -60,6 +75,9 @@ impl InfoMetric for eva_plugin_runtime::InfoMetric {
 impl Sampler for eva_plugin_runtime::Sampler {
     fn reseed(&mut self, seed: u64) {
         self.plugin_mut().reseed(seed);
+    }
+    fn producer(&self) -> Producer {
+        Producer::plugin(self.plugin())
     }
     fn sample(&mut self, scores: &[f64], count: usize) -> Result<Vec<usize>, RoleError> {
         Ok(eva_plugin_runtime::Sampler::sample(self, scores, count)?)
@@ -72,6 +90,9 @@ impl Evolver for eva_plugin_runtime::Evolver {
     }
     fn reseed(&mut self, seed: u64) {
         self.plugin_mut().reseed(seed);
+    }
+    fn producer(&self) -> Producer {
+        Producer::plugin(self.plugin())
     }
     fn evolve(&mut self, prompts: &[Prompt], generator: Arc<dyn Generator>) -> Result<Vec<Evolved>, RoleError> {
         Ok(eva_plugin_runtime::Evolver::evolve(self, prompts, generator)?)

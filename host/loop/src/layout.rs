@@ -152,6 +152,61 @@ pub struct IterationSummary {
 pub struct IndexEntry {
     pub rows: usize,
     pub sha256: String,
+    /// The policy that wrote it, for a creator or pair phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer: Option<Producer>,
+}
+
+impl IndexEntry {
+    /// Whether two entries describe the same bytes (whoever wrote them).
+    fn same_bytes(&self, other: &IndexEntry) -> bool {
+        (self.rows, &self.sha256) == (other.rows, &other.sha256)
+    }
+}
+
+/// The policy that wrote a phase's file: a plugin's declared name and version, the
+/// sha256 of its component and the settings it ran with; a policy in plain Rust gives
+/// its type's name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Producer {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub config: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Producer {
+    /// A producer known by name only.
+    pub fn named(name: impl Into<String>) -> Self {
+        Producer { name: name.into(), version: None, digest: None, config: Default::default() }
+    }
+
+    /// A loaded plugin: its name, version, component digest and settings.
+    pub fn plugin(plugin: &eva_plugin_runtime::Plugin) -> Self {
+        use eva_plugin_runtime::ConfigValue;
+        let config = plugin
+            .config()
+            .into_iter()
+            .map(|(key, value)| {
+                let value = match value {
+                    ConfigValue::Boolean(b) => serde_json::Value::from(b),
+                    ConfigValue::Integer(i) => serde_json::Value::from(i),
+                    ConfigValue::Float(f) => serde_json::Value::from(f),
+                    ConfigValue::Text(t) => serde_json::Value::from(t),
+                };
+                (key, value)
+            })
+            .collect();
+        Producer {
+            name: plugin.name().to_owned(),
+            version: Some(plugin.metadata().version.clone()),
+            digest: Some(format!("sha256:{}", plugin.digest())),
+            config,
+        }
+    }
 }
 
 /// Where in its output directory a trainer keeps the iteration's LoRA update alone.
@@ -173,8 +228,9 @@ pub struct RunStore {
     pub dir: PathBuf,
 }
 
-/// The phases of an iteration, in order, each done when its file (or directory) exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The phases of an iteration, in order (their declaration order, which `Ord` follows),
+/// each done when its file (or directory) exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
     /// The creator answers X_t and scores the answers.
     RespondScore,
@@ -398,7 +454,7 @@ impl RunStore {
         let found = entry_of(&bytes);
         let recorded = self.index()?.remove(&self.index_key(path));
         if let Some(want) = &recorded
-            && *want != found
+            && !want.same_bytes(&found)
         {
             return Err(Error::Changed {
                 path: path.to_owned(),
@@ -422,8 +478,13 @@ impl RunStore {
 
     /// Write a file that is written once (a phase's, the seeds), and index it.
     pub fn write<T: Serialize>(&self, path: &Path, rows: &[T]) -> Result<()> {
+        self.write_by(path, rows, None)
+    }
+
+    /// [`RunStore::write`], the index naming who wrote the file.
+    pub fn write_by<T: Serialize>(&self, path: &Path, rows: &[T], producer: Option<Producer>) -> Result<()> {
         let text = self.rewrite(path, rows)?;
-        self.record(path, entry_of(text.as_bytes()))
+        self.record(path, IndexEntry { producer, ..entry_of(text.as_bytes()) })
     }
 
     /// Write a file that is written again as the run goes (the summaries), unindexed: a
@@ -446,6 +507,17 @@ impl RunStore {
         path: &Path,
         compute: impl FnOnce() -> Result<Vec<T>, PhaseError>,
     ) -> Result<Vec<T>> {
+        self.phase_by(name, path, None, compute)
+    }
+
+    /// [`RunStore::phase`] of a policy's phase: the index records `producer` with the file.
+    pub fn phase_by<T: Serialize + DeserializeOwned>(
+        &self,
+        name: &str,
+        path: &Path,
+        producer: impl Into<Option<Producer>>,
+        compute: impl FnOnce() -> Result<Vec<T>, PhaseError>,
+    ) -> Result<Vec<T>> {
         if path.is_file() {
             let (text, recorded) = self.read_checked(path)?;
             let rows = parse_rows(path, &text)?;
@@ -459,7 +531,7 @@ impl RunStore {
         }
         let _span = tracing::info_span!("phase", name).entered();
         let rows = compute().map_err(|source| Error::Phase { phase: name.to_owned(), source })?;
-        self.write(path, &rows)?;
+        self.write_by(path, &rows, producer.into())?;
         Ok(rows)
     }
 
@@ -557,7 +629,11 @@ fn parts_dir(path: &Path, chunk: usize) -> PathBuf {
 }
 
 fn entry_of(bytes: &[u8]) -> IndexEntry {
-    IndexEntry { rows: bytes.iter().filter(|&&b| b == b'\n').count(), sha256: eva_plugin_runtime::digest(bytes) }
+    IndexEntry {
+        rows: bytes.iter().filter(|&&b| b == b'\n').count(),
+        sha256: eva_plugin_runtime::digest(bytes),
+        producer: None,
+    }
 }
 
 fn parse_rows<T: DeserializeOwned>(path: &Path, text: &str) -> Result<Vec<T>> {

@@ -20,7 +20,9 @@
 //! [`run::Policy`], [`run::Reward`], [`run::Trainer`], the roles, an [`run::Observer`]);
 //! [`candle`] implements the seams with the in-process candle engine, [`external`] the
 //! trainer with a command of the user's (TRL, OpenRLHF, ...); `eva-host run` gives
-//! them and the Wasm plugins to [`run::run`]. The library prints nothing itself: it logs
+//! them and the Wasm plugins to [`run::run`]. [`replay`] runs the creator's phases of a
+//! finished run again with other policies, over its recorded answers, without a model.
+//! The library prints nothing itself: it logs
 //! through `tracing`, and long work reports to a [`progress::Progress`]. [`settings`] holds every
 //! setting of a run, typed, checked and with its default.
 
@@ -32,6 +34,7 @@ pub mod generator;
 pub mod layout;
 pub mod numbers;
 pub mod progress;
+pub mod replay;
 pub mod run;
 pub mod settings;
 pub mod solver;

@@ -127,7 +127,7 @@ pub fn run<E: Engine>(
     base: PathBuf,
     parts: Parts<'_, E>,
 ) -> layout::Result<PathBuf> {
-    let Parts { engine, creator, reward, trainer, roles, observer } = parts;
+    let Parts { engine, creator, reward, trainer, mut roles, observer } = parts;
     let s = settings;
     let metrics = store.metrics();
     let mut policy_path = base;
@@ -171,30 +171,18 @@ pub fn run<E: Engine>(
         let (next, infos, selected, evolved) = if s.no_evolve {
             (store.phase(Phase::Mix.name(), &next_path, || Ok(prompts.clone()))?, vec![], vec![], vec![])
         } else {
-            let infos =
-                store.phase(Phase::Info.name(), &dir.info(), || creator::info(roles.info, &prompts, &answers, seed))?;
-            let selected = store.phase(Phase::Select.name(), &dir.selected(), || {
-                creator::sample(roles.sampler, &infos, s.sample_fraction, seed)
-            })?;
-            let evolved = store.phase(Phase::Evolve.name(), &dir.evolved(), || {
-                let unfit = |m: &[Message]| policy.unfit(m, s.sampling.max_new_tokens);
-                let generator = creator.unwrap_or(&policy).generator(s.evolve_max_tokens, seed);
-                let step = Evolution {
-                    iteration: t,
-                    seed,
-                    generator,
-                    seen: &seen,
-                    dedup_threshold: s.dedup_threshold,
-                    unfit: &unfit,
-                };
-                creator::evolve(roles.evolver, &prompts, &selected, step)
-            })?;
-            // Loaded or computed alike, the kept variants join the seen set.
-            creator::remember_kept(&mut seen, &evolved);
-            let next = store.phase(Phase::Mix.name(), &next_path, || {
-                Ok(creator::mix(&prompts, &evolved, s.buffer_fraction, seed))
-            })?;
-            (next, infos, selected, evolved)
+            let unfit = |m: &[Message]| policy.unfit(m, s.sampling.max_new_tokens);
+            let generator = || creator.unwrap_or(&policy).generator(s.evolve_max_tokens, seed);
+            let step = CreatorStep {
+                t,
+                seed,
+                prompts: &prompts,
+                answers: &answers,
+                generator: &generator,
+                unfit: &unfit,
+                until: Phase::Mix,
+            };
+            creator_phases(store, s, &mut roles, &mut seen, step)?
         };
 
         // Solver: answers for X'_t (old prompts reuse theirs), pairs, training.
@@ -205,7 +193,9 @@ pub fn run<E: Engine>(
                 answer(k, p, "answering X'_t")
             })?;
         let all: HashMap<&str, &Answers> = answers.iter().chain(&fresh_answers).map(|a| (a.id.as_str(), a)).collect();
-        let pairs = store.phase(Phase::Pair.name(), &dir.pairs(), || solver::pair(roles.pairing, &next, &all, seed))?;
+        let pairs = store.phase_by(Phase::Pair.name(), &dir.pairs(), roles.pairing.producer(), || {
+            solver::pair(roles.pairing, &next, &all, seed)
+        })?;
         let out = dir.train();
         let losses = if model_dir.is_dir() {
             trainer.losses(&out)
@@ -228,6 +218,59 @@ pub fn run<E: Engine>(
         prompts = next;
     }
     Ok(policy_path)
+}
+
+/// What the creator's phases of one iteration work from.
+pub struct CreatorStep<'a> {
+    pub t: usize,
+    /// The iteration's seed ([`iteration_seed`]).
+    pub seed: u64,
+    /// X_t, and the answers to it, with their rewards.
+    pub prompts: &'a [PromptRecord],
+    pub answers: &'a [Answers],
+    /// The creator model behind the evolver's `generate`, made when the evolve phase runs.
+    pub generator: &'a dyn Fn() -> Arc<dyn Generator>,
+    pub unfit: creator::FitCheck<'a>,
+    /// The last phase to run: [`Phase::Mix`] runs them all; [`Phase::Info`] or
+    /// [`Phase::Select`] stop early (a replay that has no creator model).
+    pub until: Phase,
+}
+
+/// The creator's phases of iteration `step.t` (info, select, evolve, mix), each loaded
+/// when a previous run finished it; the kept variants join `seen`. Returns X'_t, the info
+/// scores, the selected prompts and the evolved ones. A run and a replay share it.
+pub fn creator_phases(
+    store: &RunStore,
+    s: &Settings,
+    roles: &mut Roles<'_>,
+    seen: &mut Seen,
+    step: CreatorStep<'_>,
+) -> layout::Result<(Vec<PromptRecord>, Vec<layout::Info>, Vec<layout::Info>, Vec<layout::EvolvedRecord>)> {
+    let CreatorStep { t, seed, prompts, answers, generator, unfit, until } = step;
+    let dir = store.iteration(t);
+    let infos = store.phase_by(Phase::Info.name(), &dir.info(), roles.info.producer(), || {
+        creator::info(roles.info, prompts, answers, seed)
+    })?;
+    if until < Phase::Select {
+        return Ok((vec![], infos, vec![], vec![]));
+    }
+    let selected = store.phase_by(Phase::Select.name(), &dir.selected(), roles.sampler.producer(), || {
+        creator::sample(roles.sampler, &infos, s.sample_fraction, seed)
+    })?;
+    if until < Phase::Evolve {
+        return Ok((vec![], infos, selected, vec![]));
+    }
+    let evolved = store.phase_by(Phase::Evolve.name(), &dir.evolved(), roles.evolver.producer(), || {
+        let step =
+            Evolution { iteration: t, seed, generator: generator(), seen, dedup_threshold: s.dedup_threshold, unfit };
+        creator::evolve(roles.evolver, prompts, &selected, step)
+    })?;
+    // Loaded or computed alike, the kept variants join the seen set.
+    creator::remember_kept(seen, &evolved);
+    let next = store.phase(Phase::Mix.name(), &dir.next_prompts(), || {
+        Ok(creator::mix(prompts, &evolved, s.buffer_fraction, seed))
+    })?;
+    Ok((next, infos, selected, evolved))
 }
 
 /// One line of `metrics.jsonl`.

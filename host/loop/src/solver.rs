@@ -7,11 +7,15 @@ use std::collections::HashMap;
 use eva_plugin_runtime::{Preference, PromptResponses, ScoredResponse};
 
 use crate::creator::{RoleError, phase_seed, plugin_prompt};
-use crate::layout::{Answers, PairRecord, PromptRecord};
+use crate::layout::{Answers, PairRecord, Producer, PromptRecord};
 
 /// The pair step's policy: which of a prompt's answers form preference pairs.
 pub trait Pairing {
     fn reseed(&mut self, seed: u64);
+    /// Who the policy is, recorded with the file it writes.
+    fn producer(&self) -> Producer {
+        Producer::named(std::any::type_name::<Self>())
+    }
     /// One list of pairs per item, in order.
     fn pair_batch(&mut self, items: &[PromptResponses]) -> Result<Vec<Vec<Preference>>, RoleError>;
 }
@@ -19,6 +23,9 @@ pub trait Pairing {
 impl Pairing for eva_plugin_runtime::Pairing {
     fn reseed(&mut self, seed: u64) {
         self.plugin_mut().reseed(seed);
+    }
+    fn producer(&self) -> Producer {
+        Producer::plugin(self.plugin())
     }
     fn pair_batch(&mut self, items: &[PromptResponses]) -> Result<Vec<Vec<Preference>>, RoleError> {
         Ok(eva_plugin_runtime::Pairing::pair_batch(self, items)?)

@@ -1,7 +1,7 @@
 //! Constraint scores of an evaluation: for held-out prompts labelled with verifiable
 //! constraints (`labels.constraints`, see `eva-constraints`), how often each side's
 //! answers satisfy every constraint of their prompt, the share of constraints held, and
-//! each kind's rate, with intervals over prompts (a prompt's value is the mean over its
+//! each kind's rate, with Wilson intervals over prompts (a prompt's value is the mean over its
 //! answers).
 
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use eva_constraints::Constraint;
 use eva_loop::layout::{Answer, PromptRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{Estimate, mean_ci};
+use crate::stats::{Estimate, mean_ci, share_ci};
 
 /// Each labelled prompt's constraints, by prompt index; prompts without
 /// `labels.constraints` have none. A label that is not a list of constraints is refused
@@ -85,9 +85,9 @@ pub fn scores(
             }
         }
         let sides = SideScores {
-            all_held: mean_ci(&all, confidence),
-            share_held: mean_ci(&share, confidence),
-            kinds: kinds.into_iter().map(|(k, v)| (k, (v.len(), mean_ci(&v, confidence)))).collect(),
+            all_held: share_ci(&all, confidence),
+            share_held: share_ci(&share, confidence),
+            kinds: kinds.into_iter().map(|(k, v)| (k, (v.len(), share_ci(&v, confidence)))).collect(),
         };
         (sides, all)
     };

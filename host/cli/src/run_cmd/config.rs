@@ -44,7 +44,9 @@ pub fn fresh(args: &RunArgs, matches: &ArgMatches) -> Result<RunConfig> {
         model: args.model.clone(),
         creator_model: args.creator_model.clone(),
         plugins: args.plugins.clone(),
-        plugins_dir: args.plugins_dir.clone().unwrap_or_else(|| crate::cache_root().join("plugins")),
+        plugins_dir: args.plugins_dir.clone().unwrap_or_else(|| {
+            crate::cache_root().join("plugins").join(format!("wit-{}", eva_plugin_runtime::WIT_VERSION))
+        }),
         plugin_args: args.plugin_args.clone(),
         settings,
         servers: args.servers.clone(),
@@ -100,10 +102,10 @@ pub fn resumed(saved: RunConfig, args: &RunArgs, matches: &ArgMatches) -> Result
         plugin_args.allow_read.extend(new.allow_read.iter().cloned());
     }
     if given("require_signed") {
-        plugin_args.require_signed.extend(new.require_signed.iter().cloned());
+        plugin_args.registry.require_signed.extend(new.registry.require_signed.iter().cloned());
     }
     if given("insecure_registries") {
-        plugin_args.insecure_registries.extend(new.insecure_registries.iter().cloned());
+        plugin_args.registry.insecure_registries.extend(new.registry.insecure_registries.iter().cloned());
     }
     if given("config_file") {
         plugin_args.config_file = new.config_file.clone();

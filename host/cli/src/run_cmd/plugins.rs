@@ -47,6 +47,12 @@ pub struct Replacement {
     source: PluginSource,
 }
 
+impl Replacement {
+    pub fn new(role: Role, source: PluginSource) -> Self {
+        Replacement { role, source }
+    }
+}
+
 impl std::str::FromStr for Replacement {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

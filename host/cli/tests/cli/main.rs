@@ -3,8 +3,10 @@
 
 mod eval;
 mod external_trainer;
+mod guide;
 mod model_generate;
 mod other_languages;
+mod plugin_call;
 mod plugin_inspect;
 mod plugin_new;
 mod registry;

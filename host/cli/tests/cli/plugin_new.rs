@@ -44,6 +44,46 @@ fn responses(rewards: &[f64]) -> PromptResponses {
     }
 }
 
+/// `eva-host plugin test` of a built template on its own `tests.jsonl` passes, and on a
+/// case expecting another output fails, naming the difference.
+fn plugin_test_passes_and_fails(component: &Path, dir: &Path) {
+    let test = |cases: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_eva-host"))
+            .args(["plugin", "test"])
+            .arg(component)
+            .arg(cases)
+            .output()
+            .unwrap()
+    };
+    let out = test(&dir.join("tests.jsonl"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed, 0 failed"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same case with a changed expectation: every number moved by one.
+    let mut case: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tests.jsonl")).unwrap()).unwrap();
+    fn bump(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Number(n) => *v = serde_json::json!(n.as_f64().unwrap() + 1.0),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(bump),
+            serde_json::Value::Object(map) => map.values_mut().for_each(bump),
+            _ => {}
+        }
+    }
+    bump(&mut case["expect"]);
+    let wrong = dir.join("wrong.jsonl");
+    std::fs::write(&wrong, case.to_string()).unwrap();
+    let out = test(&wrong);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && stdout.contains("FAIL  what the template does") && stdout.contains("expected"),
+        "{stdout}"
+    );
+}
+
 /// Load a built template and check it does what its README says.
 fn check(component: &Path, name: &str, role: &str) {
     let plugin: Plugin =
@@ -108,7 +148,26 @@ fn rust_templates_build_with_the_sdk_and_run() {
             target.to_str().unwrap(),
         ]);
         check(Path::new(built.trim()), &name, role);
+        plugin_test_passes_and_fails(Path::new(built.trim()), &dir);
     }
+}
+
+#[test]
+fn a_rust_template_copied_elsewhere_builds_with_its_own_sdk() {
+    let root = tempfile::tempdir().unwrap();
+    let (name, dir) = new_project(root.path(), "rust", "reward");
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains(r#"eva-plugin-sdk = { path = "eva-plugin-sdk" }"#), "{manifest}");
+    // Another machine: the project alone, somewhere else.
+    let moved = tempfile::tempdir().unwrap();
+    let there = moved.path().join("elsewhere").join(&name);
+    std::fs::create_dir_all(there.parent().unwrap()).unwrap();
+    std::fs::rename(&dir, &there).unwrap();
+    let target = eva_test_support::target_dir().join("eva-template-guests");
+    let out = there.join("plugins-out");
+    let (there, out, target) = (there.to_str().unwrap(), out.to_str().unwrap(), target.to_str().unwrap());
+    let built = eva_host(&["plugin", "build", there, "--out", out, "--target-dir", target]);
+    check(Path::new(built.trim()), &name, "reward");
 }
 
 /// Every role's template in `lang`, built by its `build.sh`, loaded and checked.
@@ -119,6 +178,7 @@ fn build_with_script(lang: &str, needs: &str) {
         let out = root.path().join(format!("{name}.wasm"));
         run_build_script(&dir.join("build.sh"), &out, env!("CARGO_BIN_EXE_eva-host"), needs);
         check(&out, &name, role);
+        plugin_test_passes_and_fails(&out, &dir);
     }
 }
 

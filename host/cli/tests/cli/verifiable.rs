@@ -74,7 +74,8 @@ fn a_labelled_run_carries_its_labels_through_every_phase_and_rewards_by_them() {
 
     let seed = check_prompts(&out.join("seed.jsonl"), "messages");
     assert_eq!(seed[2]["labels"]["topic"], "garden", "an extra key of the seed row is a label");
-    let mut prompts: HashMap<String, Value> = seed.iter().map(|p| (p["id"].as_str().unwrap().to_owned(), p.clone())).collect();
+    let mut prompts: HashMap<String, Value> =
+        seed.iter().map(|p| (p["id"].as_str().unwrap().to_owned(), p.clone())).collect();
     let (mut evolved_kept, mut pairs) = (0, 0);
     for it in ["iter-1", "iter-2"] {
         let it = out.join(it);
@@ -114,4 +115,28 @@ fn a_labelled_run_carries_its_labels_through_every_phase_and_rewards_by_them() {
     }
     // The run is seeded and single-threaded: these counts are the same on every rerun.
     assert!(evolved_kept > 0 && pairs > 0, "{evolved_kept} evolved prompts kept, {pairs} pairs");
+
+    // The index names the plugin behind each policy's file.
+    let index: Value = serde_json::from_str(&std::fs::read_to_string(out.join("phases.json")).unwrap()).unwrap();
+    let producer = &index["iter-1/evolved.jsonl"]["producer"];
+    assert_eq!(producer["name"], "constraint-evolver");
+    assert_eq!(producer["config"]["variants"], 2, "{producer}");
+    assert!(producer["digest"].as_str().unwrap().starts_with("sha256:"), "{producer}");
+    assert_eq!(index["iter-2/info.jsonl"]["producer"]["name"], "regret");
+    assert!(index["iter-1/answers.jsonl"].get("producer").is_none());
+
+    // A replay with the run's own plugins reproduces its creator files, without a model.
+    let replay = dir.path().join("replay");
+    let result = std::process::Command::new(env!("CARGO_BIN_EXE_eva-host"))
+        .args(["replay", out.to_str().unwrap(), "--out", replay.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(result.status.success(), "{}", stderr(&result));
+    for it in ["iter-1", "iter-2"] {
+        for file in ["info.jsonl", "selected.jsonl", "evolved.jsonl", "prompts-next.jsonl"] {
+            let (a, b) = (out.join(it).join(file), replay.join(it).join(file));
+            assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(), "{it}/{file} differs in the replay");
+        }
+    }
+    assert!(!replay.join("iter-1/answers.jsonl").exists(), "a replay answers nothing");
 }
