@@ -187,7 +187,9 @@ pub fn create(lang: Lang, role: Role, name: &str, dir: &Path, sdk: Option<&Path>
             format!("{name}.wasm"),
             "`build.sh` needs python3 and installs componentize-py 0.25.1 with pip when it is \
              missing. The component embeds a Python interpreter (about 18 MB); eva caches it \
-             compiled, so only the first load takes seconds.",
+             compiled, so only the first load takes seconds. It also writes the bindings as \
+             typed Python sources into `bindings/` (`wit_world`, `componentize_py_types`): add \
+             that directory to your editor's analysis path for completion and type checks.",
         ),
         Lang::Js => (
             vec![
@@ -239,7 +241,7 @@ pub fn create(lang: Lang, role: Role, name: &str, dir: &Path, sdk: Option<&Path>
     let ignore = match lang {
         Lang::Rust => "/target\n/plugins-out\n",
         Lang::Js => "/node_modules\n*.wasm\n",
-        Lang::Python => "__pycache__/\n*.wasm\n",
+        Lang::Python => "__pycache__/\n*.wasm\n/bindings\n",
         Lang::C => "*.wasm\n",
     };
     let mut written = vec![];

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use eva_engine::Message;
 use serde::de::DeserializeOwned;
+
+pub use crate::cost::Cost;
+use crate::cost::Meter;
 use serde::{Deserialize, Serialize};
 
 /// What can go wrong with a run directory; every variant names the file.
@@ -155,6 +158,9 @@ pub struct IndexEntry {
     /// The policy that wrote it, for a creator or pair phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub producer: Option<Producer>,
+    /// What computing it cost (absent for files loaded, not computed, by this eva).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Cost>,
 }
 
 impl IndexEntry {
@@ -478,13 +484,22 @@ impl RunStore {
 
     /// Write a file that is written once (a phase's, the seeds), and index it.
     pub fn write<T: Serialize>(&self, path: &Path, rows: &[T]) -> Result<()> {
-        self.write_by(path, rows, None)
+        let text = self.rewrite(path, rows)?;
+        self.record(path, entry_of(text.as_bytes()))
     }
 
-    /// [`RunStore::write`], the index naming who wrote the file.
-    pub fn write_by<T: Serialize>(&self, path: &Path, rows: &[T], producer: Option<Producer>) -> Result<()> {
+    /// [`RunStore::write`], the index naming who wrote the file and what it cost.
+    fn write_by<T: Serialize>(&self, path: &Path, rows: &[T], producer: Option<Producer>, cost: Cost) -> Result<()> {
         let text = self.rewrite(path, rows)?;
-        self.record(path, IndexEntry { producer, ..entry_of(text.as_bytes()) })
+        self.record(path, IndexEntry { producer, cost: Some(cost), ..entry_of(text.as_bytes()) })
+    }
+
+    /// Index a file written by other code (the trainer's `metrics.jsonl`) with what
+    /// producing it cost. Costs live in the index only: `metrics.jsonl` and the phase files
+    /// stay byte-identical between a run and its resumed copy.
+    pub fn record_cost(&self, path: &Path, cost: Cost) -> Result<()> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+        self.record(path, IndexEntry { cost: Some(cost), ..entry_of(&bytes) })
     }
 
     /// Write a file that is written again as the run goes (the summaries), unindexed: a
@@ -530,8 +545,9 @@ impl RunStore {
             return Ok(rows);
         }
         let _span = tracing::info_span!("phase", name).entered();
+        let meter = Meter::start();
         let rows = compute().map_err(|source| Error::Phase { phase: name.to_owned(), source })?;
-        self.write_by(path, &rows, producer.into())?;
+        self.write_by(path, &rows, producer.into(), meter.stop())?;
         Ok(rows)
     }
 
@@ -633,6 +649,7 @@ fn entry_of(bytes: &[u8]) -> IndexEntry {
         rows: bytes.iter().filter(|&&b| b == b'\n').count(),
         sha256: eva_plugin_runtime::digest(bytes),
         producer: None,
+        cost: None,
     }
 }
 

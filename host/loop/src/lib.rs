@@ -27,6 +27,7 @@
 //! setting of a run, typed, checked and with its default.
 
 pub mod candle;
+pub mod cost;
 pub mod creator;
 pub mod dedup;
 pub mod external;

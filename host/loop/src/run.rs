@@ -12,6 +12,7 @@ use std::sync::Arc;
 use eva_engine::Message;
 use eva_plugin_runtime::Generator;
 
+use crate::cost::Meter;
 use crate::creator::{self, Evolution, Evolver, InfoMetric, RoleError, Sampler};
 use crate::dedup::Seen;
 use crate::layout::{self, Answers, IterationSummary, PairRecord, Phase, PromptRecord, RunStore};
@@ -203,7 +204,12 @@ pub fn run<E: Engine>(
             tracing::warn!("no preference pairs: the policy carries on untrained");
             Ok(vec![])
         } else {
-            trainer.train(&policy, &pairs, &out, &model_dir)
+            let meter = Meter::start();
+            let losses = trainer.train(&policy, &pairs, &out, &model_dir);
+            if losses.is_ok() && out.join("metrics.jsonl").is_file() {
+                store.record_cost(&out.join("metrics.jsonl"), meter.stop())?;
+            }
+            losses
         }
         .map_err(failed(Phase::Train.name()))?;
         drop(policy);

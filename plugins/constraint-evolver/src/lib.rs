@@ -290,6 +290,16 @@ impl Evolver for ConstraintEvolver {
             .collect::<Result<_, _>>()?;
         let mut rng = Rng::new(eva_plugin_sdk::random::u64());
         let variants = self.plan(&parsed, &mut rng);
+        let made = |method: Method| variants.iter().filter(|v| v.method == method.name()).count().to_string();
+        eva_plugin_sdk::log::record(
+            eva_plugin_sdk::log::LogLevel::Info,
+            &format!("{} variants of {} prompts", variants.len(), prompts.len()),
+            &[
+                ("added", &made(Method::Add)),
+                ("tightened", &made(Method::Tighten)),
+                ("new-topic", &made(Method::NewTopic)),
+            ],
+        );
 
         // The new requests the model is asked for, in one batch.
         let asks: Vec<Request> = variants

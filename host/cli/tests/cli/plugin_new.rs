@@ -179,6 +179,9 @@ fn build_with_script(lang: &str, needs: &str) {
         run_build_script(&dir.join("build.sh"), &out, env!("CARGO_BIN_EXE_eva-host"), needs);
         check(&out, &name, role);
         plugin_test_passes_and_fails(&out, &dir);
+        if lang == "python" {
+            assert!(dir.join("bindings/wit_world/__init__.py").is_file(), "no typed bindings for the editor");
+        }
     }
 }
 

@@ -626,7 +626,14 @@ fn a_run_written_by_the_previous_eva_resumes_and_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     copy_dir(&fixture, &out);
-    let plugins_dir = eva_test_support::component("eva-plugin-regret").parent().unwrap().to_owned();
+    // The plugins that run used: the first-party plugins as built then (contract 0.1.1,
+    // kept as bytes; the lock pins their digests), called through the 0.1 adapter.
+    let plugins_dir = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins_dir).unwrap();
+    let kept = eva_test_support::workspace_root().join("tests/fixtures/compat/wit-0.1.1");
+    for name in ["regret", "weighted-sampler", "evol-instruct", "max-min-pairing"] {
+        std::fs::copy(kept.join(format!("{name}.wasm")), plugins_dir.join(format!("eva-plugin-{name}.wasm"))).unwrap();
+    }
     for file in ["config.toml", "plugins.lock"] {
         let text = std::fs::read_to_string(out.join(file)).unwrap();
         std::fs::write(out.join(file), text.replace("@PLUGINS_DIR@", plugins_dir.to_str().unwrap())).unwrap();

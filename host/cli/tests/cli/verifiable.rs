@@ -116,6 +116,10 @@ fn a_labelled_run_carries_its_labels_through_every_phase_and_rewards_by_them() {
     // The run is seeded and single-threaded: these counts are the same on every rerun.
     assert!(evolved_kept > 0 && pairs > 0, "{evolved_kept} evolved prompts kept, {pairs} pairs");
 
+    // Plugin records at info land in run.log with the plugin's name.
+    let log = std::fs::read_to_string(out.join("run.log")).unwrap();
+    assert!(log.lines().any(|l| l.contains("variants of") && l.contains(r#"plugin="constraint-evolver""#)), "{log}");
+
     // The index names the plugin behind each policy's file.
     let index: Value = serde_json::from_str(&std::fs::read_to_string(out.join("phases.json")).unwrap()).unwrap();
     let producer = &index["iter-1/evolved.jsonl"]["producer"];
