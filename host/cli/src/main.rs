@@ -18,6 +18,7 @@ mod report_cmd;
 mod reward_args;
 mod run_cmd;
 mod run_config;
+mod run_plugins;
 mod score_cmd;
 mod solving;
 mod stats;

@@ -13,8 +13,8 @@ use eva_plugin_runtime::{GenerateRequest, Generator};
 use crate::plugin_args::PluginArgs;
 use crate::plugin_io::CannedReplies;
 use crate::plugin_source::{PluginLoader, PluginSource};
-use crate::run_cmd::plugins::{self, Loaded, Replacement};
 use crate::run_config::RunConfig;
+use crate::run_plugins::{self as plugins, Loaded, Replacement};
 
 #[derive(Args)]
 pub struct ReplayArgs {

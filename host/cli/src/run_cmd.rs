@@ -5,7 +5,6 @@
 
 mod config;
 mod engines;
-pub(crate) mod plugins;
 
 use std::path::PathBuf;
 
@@ -17,7 +16,7 @@ use crate::jsonl::read_prompts;
 use crate::plugin_args::PluginArgs;
 use crate::plugin_source::{PluginLoader, PluginSource};
 use crate::run_config::{LoopFlags, RunConfig, ServerArgs};
-use plugins::{Loaded, Replacement};
+use crate::run_plugins::{self as plugins, Loaded, Replacement};
 
 #[derive(Args)]
 pub struct RunArgs {

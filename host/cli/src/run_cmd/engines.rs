@@ -15,9 +15,9 @@ use eva_remote::client::Client;
 use eva_remote::policy::{LocalTrainer, RemoteEngine, RemotePolicy, Served, Training};
 use eva_reward::Scorer;
 
-use super::plugins::Handles;
 use crate::progress::Bars;
 use crate::run_config::{RunConfig, ServerArgs};
+use crate::run_plugins::Handles;
 use crate::summary::OneScreen;
 
 /// Run (or resume) the loop from the policy at `base`; returns the newest policy.
