@@ -4,6 +4,8 @@
 //! The peak is the kernel's high-water mark (`VmHWM` of `/proc/self/status`), reset when
 //! a phase starts by writing `5` to `/proc/self/clear_refs` (Linux 4.0+), so each phase
 //! reports its own peak, allocator retention included. Elsewhere only the time is known.
+//! A side effect: a tool that reads the process's peak when it exits (`/usr/bin/time -v`)
+//! sees the peak since the last phase began; the run's peak is the largest phase peak.
 
 use std::time::Instant;
 
