@@ -18,3 +18,14 @@ pub fn keep_freed_memory() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
 }
+
+/// Give the memory the allocator keeps (see [`keep_freed_memory`]) back to the system:
+/// between phases, when a phase's tensors are gone and the next phase would otherwise
+/// start from the last one's high-water mark. A no-op where the C library is not glibc.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only returns free heap pages to the kernel; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -213,6 +213,9 @@ pub fn run<E: Engine>(
         }
         .map_err(failed(Phase::Train.name()))?;
         drop(policy);
+        // Training's tensors are freed, but kept by the allocator for speed within a step;
+        // the next iteration's sampling should not start from training's high-water mark.
+        eva_engine::alloc::release_freed_memory();
         if model_dir.is_dir() {
             policy_path = model_dir;
         }
