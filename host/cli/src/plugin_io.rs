@@ -106,7 +106,7 @@ fn prompt(row: &Map<String, Value>, index: usize) -> Result<Prompt> {
     Ok(Prompt {
         id,
         messages: messages.into_iter().map(|m| ChatMessage { role: m.role, content: m.content }).collect(),
-        labels: labels.map(|l| Value::Object(l).to_string()),
+        labels: labels.as_ref().map(eva_loop::layout::labels_text),
     })
 }
 

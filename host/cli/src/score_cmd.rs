@@ -41,7 +41,7 @@ pub fn run(args: ScoreArgs, matches: &clap::ArgMatches) -> Result<()> {
         let mut rest = row.fields.clone();
         rest.remove("response");
         let labels = crate::jsonl::labels(&rest).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
-        let labels = labels.map(|l| serde_json::Value::Object(l).to_string());
+        let labels = labels.as_ref().map(eva_loop::layout::labels_text);
         items.push(RewardItem::new(messages, response).with_labels(labels));
     }
     eva_engine::threads::set_threads(args.scoring.threads);

@@ -71,10 +71,16 @@ pub struct PromptRecord {
 /// A prompt's labels: any JSON object.
 pub type Labels = serde_json::Map<String, serde_json::Value>;
 
+/// Labels as plugins and rewards receive them: a JSON object as text.
+pub fn labels_text(labels: &Labels) -> String {
+    // A map serializes as its JSON object; writing it cannot fail.
+    serde_json::to_string(labels).expect("a JSON map serializes")
+}
+
 impl PromptRecord {
-    /// The labels as plugins and rewards receive them: a JSON object as text.
+    /// The prompt's labels as plugins and rewards receive them ([`labels_text`]).
     pub fn labels_json(&self) -> Option<String> {
-        self.labels.as_ref().map(|l| serde_json::Value::Object(l.clone()).to_string())
+        self.labels.as_ref().map(labels_text)
     }
 }
 
